@@ -1,0 +1,253 @@
+"""The aiohttp application: ``create_app(settings)`` is used by ``run``, the demo and the tests.
+
+Middlewares, outermost first: errors (the one place exceptions become statuses and JSON), then
+authentication and per-probe rate limits, then the per-request time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from server import __version__
+from server.admin import create_probe, get_probe, list_hamlets, list_probes, update_probe
+from server.appkeys import LIMITER, METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE
+from server.errors import (
+    Forbidden,
+    RateLimited,
+    RequestTimeout,
+    ServerError,
+    StorageUnavailable,
+    Unauthorized,
+)
+from server.ingest import post_heartbeat, post_results
+from server.metrics import Metrics
+from server.openapi import build_openapi
+from server.ratelimit import RateLimiter
+from server.registry import LAST_SEEN_FLUSH_S, Registry
+from server.schemas import ErrorReply, HealthReply
+from server.settings import Settings
+from server.storage.base import ResultStore
+from server.ui import index_page
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+PROBE_PATHS = ("/api/v1/results", "/api/v1/heartbeat")
+ADMIN_PREFIX = "/api/v1/admin/"
+#: Statuses aiohttp raises by itself (unknown route, wrong method, body over client_max_size...).
+_HTTP_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+    413: "payload_too_large", 415: "unsupported_media_type",
+}  # fmt: skip
+STORE_RETRY_S = 5.0
+
+
+def _error(status: int, code: str, detail: object, **headers: str) -> web.Response:
+    body = ErrorReply(error=code, detail=detail).model_dump(mode="json")
+    return web.json_response(body, status=status, headers=headers or None)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except RateLimited as exc:
+        retry = str(max(1, round(exc.retry_after_s + 0.5)))
+        response = _error(exc.status, exc.code, exc.detail, **{"Retry-After": retry})
+    except ServerError as exc:
+        if isinstance(exc, StorageUnavailable):
+            request.app[METRICS].storage_errors.inc()
+            log.warning("storage unavailable on %s: %s", route, exc.detail)
+        response = _error(exc.status, exc.code, exc.detail)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        response = _error(exc.status, code, exc.reason)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, route)
+        response = _error(500, "internal", "unexpected server error; see the server log")
+    metrics = request.app[METRICS]
+    metrics.requests.labels(route=route, status=str(response.status)).inc()
+    metrics.latency.labels(route=route).observe(time.perf_counter() - started)
+    return response
+
+
+def _bearer(request: web.Request) -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("send 'Authorization: Bearer <token>'")
+    return token.strip()
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if path.startswith(ADMIN_PREFIX):
+        token = _bearer(request)
+        admin = request.app[SETTINGS].admin_token
+        if admin is not None and hmac.compare_digest(
+            token.encode(), admin.get_secret_value().encode()
+        ):
+            return await handler(request)
+        if await request.app[REGISTRY].authenticate(token) is not None:
+            raise Forbidden("a probe token cannot use the admin API")
+        if admin is None:
+            raise Forbidden("the admin API is disabled: set admin_token in the configuration")
+        raise Unauthorized("unknown admin token")
+    if path in PROBE_PATHS:
+        token = _bearer(request)
+        probe = await request.app[REGISTRY].authenticate(token)
+        if probe is None:
+            raise Unauthorized("unknown probe token; register the probe to get one")
+        if not probe.enabled:
+            raise Forbidden(f"probe {probe.probe_id!r} is disabled")
+        wait = request.app[LIMITER].acquire(probe.probe_id)
+        if wait > 0:
+            raise RateLimited(f"probe {probe.probe_id!r} is over its request rate", wait)
+        request[PROBE] = probe
+    return await handler(request)
+
+
+@web.middleware
+async def timeout_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    limit = request.app[SETTINGS].limits.request_timeout_s
+    try:
+        async with asyncio.timeout(limit):
+            return await handler(request)
+    except TimeoutError as exc:
+        raise RequestTimeout(f"request took longer than {limit} s; nothing was stored") from exc
+
+
+async def healthz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    await store.check()
+    return web.json_response(HealthReply(status="ok", storage=store.name).model_dump())
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    probes = await request.app[REGISTRY].probes()
+    metrics.probes_enabled.set(sum(1 for p in probes if p.enabled))
+    return web.Response(
+        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def openapi_endpoint(request: web.Request) -> web.Response:
+    return web.json_response(build_openapi(__version__))
+
+
+def make_store(settings: Settings) -> ResultStore:
+    """The configured result store: InfluxDB when configured, else embedded SQLite."""
+    from server.storage.influx import InfluxStore
+    from server.storage.sqlite import SqliteStore
+
+    influx = settings.influxdb
+    if influx is None:
+        return SqliteStore(settings.data_dir / "results.sqlite3")
+    return InfluxStore(
+        influx.url,
+        influx.database,
+        retention_policy=influx.retention_policy,
+        username=influx.username,
+        password=influx.password.get_secret_value() if influx.password else None,
+        token=influx.token.get_secret_value() if influx.token else None,
+        measurements=influx.measurements,
+        timeout_s=influx.timeout_s,
+        create_database=influx.create_database,
+    )
+
+
+async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    registry = Registry(settings.data_dir / "registry.sqlite3")
+    await registry.open()
+    await registry.sync_hamlets(settings.hamlets)
+    app[REGISTRY] = registry
+
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(LAST_SEEN_FLUSH_S)
+            try:
+                await registry.flush_last_seen()
+            except StorageUnavailable as exc:
+                log.warning("could not record last-seen times: %s", exc.detail)
+
+    flusher = asyncio.create_task(flush_forever(), name="last-seen-flush")
+    yield
+    flusher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await flusher
+    await registry.close()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    store = app[STORE]
+
+    async def start_until_up() -> None:
+        # The server answers 503 until the store is up, instead of refusing to start: a
+        # database restarting after a power cut must not take the ingest endpoint down with it.
+        while True:
+            try:
+                await store.start()
+                log.info("result store %s is up", store.name)
+                return
+            except StorageUnavailable as exc:
+                log.warning(
+                    "result store not ready (%s); retrying in %s s", exc.detail, STORE_RETRY_S
+                )
+                await asyncio.sleep(STORE_RETRY_S)
+
+    try:
+        await store.start()
+        starter: asyncio.Task[None] | None = None
+    except StorageUnavailable as exc:
+        log.warning("result store not ready at start-up: %s", exc.detail)
+        starter = asyncio.create_task(start_until_up(), name="store-start")
+    yield
+    if starter is not None:
+        starter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starter
+    await store.close()
+
+
+def create_app(settings: Settings, store: ResultStore | None = None) -> web.Application:
+    app = web.Application(
+        middlewares=[error_middleware, auth_middleware, timeout_middleware],
+        client_max_size=settings.limits.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[STORE] = store if store is not None else make_store(settings)
+    app[METRICS] = Metrics()
+    app[LIMITER] = RateLimiter(settings.limits.requests_per_s, settings.limits.burst)
+    app[PROBE_LOCKS] = {}
+    app.cleanup_ctx.extend([_registry_ctx, _store_ctx])
+    app.router.add_get("/", index_page)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics_endpoint)
+    app.router.add_get("/api/v1/openapi.json", openapi_endpoint)
+    app.router.add_post("/api/v1/results", post_results)
+    app.router.add_post("/api/v1/heartbeat", post_heartbeat)
+    app.router.add_get("/api/v1/admin/probes", list_probes)
+    app.router.add_post("/api/v1/admin/probes", create_probe)
+    app.router.add_get("/api/v1/admin/probes/{probe_id}", get_probe)
+    app.router.add_patch("/api/v1/admin/probes/{probe_id}", update_probe)
+    app.router.add_get("/api/v1/admin/hamlets", list_hamlets)
+    return app

@@ -1,0 +1,23 @@
+"""Typed keys for everything the app and its requests carry (aiohttp ``AppKey``)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from server.metrics import Metrics
+from server.ratelimit import RateLimiter
+from server.registry import ProbeRecord, Registry
+from server.settings import Settings
+from server.storage.base import ResultStore
+
+SETTINGS = web.AppKey("settings", Settings)
+REGISTRY = web.AppKey("registry", Registry)
+STORE = web.AppKey("store", ResultStore)
+LIMITER = web.AppKey("limiter", RateLimiter)
+METRICS = web.AppKey("metrics", Metrics)
+PROBE_LOCKS = web.AppKey("probe_locks", dict[str, asyncio.Lock])
+
+#: Request-scoped: the authenticated probe (set by the auth middleware).
+PROBE = web.RequestKey("probe", ProbeRecord)

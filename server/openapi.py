@@ -1,0 +1,193 @@
+"""The OpenAPI 3.1 document, built from the same pydantic models the handlers use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic.json_schema import models_json_schema
+
+from probes.models import Result
+from server.schemas import (
+    BatchReply,
+    ErrorReply,
+    HamletView,
+    HealthReply,
+    HeartbeatReply,
+    ProbeCreate,
+    ProbeCreated,
+    ProbeUpdate,
+    ProbeView,
+    ResultBatch,
+)
+
+_REF = "#/components/schemas/{model}"
+_MODELS: list[type[BaseModel]] = [
+    BatchReply, ErrorReply, HamletView, HealthReply, HeartbeatReply, ProbeCreate, ProbeCreated,
+    ProbeUpdate, ProbeView, ResultBatch,
+]  # fmt: skip
+
+
+def _ref(model: type[BaseModel] | str) -> dict[str, str]:
+    name = model if isinstance(model, str) else model.__name__
+    return {"$ref": _REF.format(model=name)}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {
+        400: "The body is not JSON.",
+        401: "Missing or unknown token.",
+        403: "The token may not do this (disabled probe, or a probe token on the admin API).",
+        404: "No such thing.",
+        409: "It exists already.",
+        413: "Body or batch over the limit.",
+        422: "The body is JSON but not of the expected shape.",
+        429: "Too many requests from this probe; see Retry-After.",
+        503: "Storage unavailable or request timed out; nothing was stored. Retry later.",
+    }
+    return {str(s): {"description": text[s], "content": _json(_ref(ErrorReply))} for s in statuses}
+
+
+def build_openapi(version: str) -> dict[str, Any]:
+    _, defs = models_json_schema([(m, "validation") for m in _MODELS], ref_template=_REF)
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    result_schema = TypeAdapter(Result).json_schema(ref_template=_REF)
+    schemas.update(result_schema.pop("$defs", {}))
+    schemas["Result"] = result_schema
+    heartbeat_ref = _ref("HeartbeatResult")
+    probe_auth: list[dict[str, list[str]]] = [{"probeToken": []}]
+    admin_auth: list[dict[str, list[str]]] = [{"adminToken": []}]
+    write_errors = _errors(400, 401, 403, 413, 422, 429, 503)
+    probe_id_param = {
+        "name": "probe_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]*$", "maxLength": 64},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "hamletnet ingest API",
+            "version": version,
+            "description": "Probes post results; admins manage probes. Results follow the"
+            " `Result` schema (one of the kinds, discriminated by `kind`).",
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "probeToken": {"type": "http", "scheme": "bearer", "description": "Per probe."},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "Admin."},
+            },
+        },
+        "paths": {
+            "/api/v1/results": {
+                "post": {
+                    "summary": "Upload a batch of results from one probe",
+                    "description": "Each item is validated against `Result` on its own; the reply"
+                    " gives every item's outcome. Sending the same result_id again is reported"
+                    " `duplicate` and stored once.",
+                    "security": probe_auth,
+                    "requestBody": {"required": True, "content": _json(_ref(ResultBatch))},
+                    "responses": {
+                        "200": {
+                            "description": "Per-item outcomes",
+                            "content": _json(_ref(BatchReply)),
+                        },
+                        **write_errors,
+                    },
+                }
+            },
+            "/api/v1/heartbeat": {
+                "post": {
+                    "summary": "Report the probe agent's health",
+                    "security": probe_auth,
+                    "requestBody": {"required": True, "content": _json(heartbeat_ref)},
+                    "responses": {
+                        "200": {"description": "Stored", "content": _json(_ref(HeartbeatReply))},
+                        **write_errors,
+                    },
+                }
+            },
+            "/api/v1/admin/probes": {
+                "get": {
+                    "summary": "List probes with last-seen",
+                    "security": admin_auth,
+                    "responses": {
+                        "200": {
+                            "description": "Probes",
+                            "content": _json({"type": "array", "items": _ref(ProbeView)}),
+                        },
+                        **_errors(401, 403, 429, 503),
+                    },
+                },
+                "post": {
+                    "summary": "Register a probe; its token is in the reply, and only there",
+                    "security": admin_auth,
+                    "requestBody": {"required": True, "content": _json(_ref(ProbeCreate))},
+                    "responses": {
+                        "201": {"description": "Created", "content": _json(_ref(ProbeCreated))},
+                        **_errors(400, 401, 403, 404, 409, 413, 422, 429, 503),
+                    },
+                },
+            },
+            "/api/v1/admin/probes/{probe_id}": {
+                "parameters": [probe_id_param],
+                "get": {
+                    "summary": "One probe",
+                    "security": admin_auth,
+                    "responses": {
+                        "200": {"description": "The probe", "content": _json(_ref(ProbeView))},
+                        **_errors(401, 403, 404, 429, 503),
+                    },
+                },
+                "patch": {
+                    "summary": "Enable or disable a probe",
+                    "security": admin_auth,
+                    "requestBody": {"required": True, "content": _json(_ref(ProbeUpdate))},
+                    "responses": {
+                        "200": {"description": "Updated", "content": _json(_ref(ProbeView))},
+                        **_errors(400, 401, 403, 404, 413, 422, 429, 503),
+                    },
+                },
+            },
+            "/api/v1/admin/hamlets": {
+                "get": {
+                    "summary": "List hamlets with their probe counts",
+                    "security": admin_auth,
+                    "responses": {
+                        "200": {
+                            "description": "Hamlets",
+                            "content": _json({"type": "array", "items": _ref(HamletView)}),
+                        },
+                        **_errors(401, 403, 429, 503),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness and storage check",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "Healthy", "content": _json(_ref(HealthReply))},
+                        **_errors(503),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,196 @@
+"""The server's configuration: a YAML file, each setting overridable by ``HAMLETNET_*`` variables.
+
+Environment variables take precedence over the file; nested keys use ``__``
+(``HAMLETNET_INFLUXDB__URL``, ``HAMLETNET_LIMITS__MAX_BATCH_ITEMS``). Unknown keys are refused, and
+every error names the key it is about (blackbox_exporter's config tests are the model).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from probes.models import Access, Identifier, Kind
+from server.errors import ConfigError
+
+ENV_PREFIX = "HAMLETNET_"
+#: The probe agent's own variables; they share the machine in the demo and are not ours to judge.
+PROBE_ENV_PREFIX = "HAMLETNET_PROBE_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class InfluxSettings(_Section):
+    """InfluxDB through its v1 HTTP API (1.x natively; 2.x and 3.x through v1 compatibility)."""
+
+    url: str = Field(description="Base URL, e.g. http://127.0.0.1:8086")
+    database: str = "hamletnet"
+    retention_policy: str | None = None
+    username: str | None = Field(default=None, description="InfluxDB 1.x basic auth user.")
+    password: SecretStr | None = None
+    token: SecretStr | None = Field(default=None, description="InfluxDB 2.x/3.x API token.")
+    measurements: dict[Kind, str] = Field(
+        default_factory=dict, description="Measurement name per result kind (default: the kind)."
+    )
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    create_database: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"{value!r} must start with http:// or https://")
+        return value.rstrip("/")
+
+
+class LimitSettings(_Section):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_batch_items: int = Field(default=1000, ge=1, le=100_000)
+    requests_per_s: float = Field(
+        default=10.0, gt=0, description="Sustained request rate allowed per probe."
+    )
+    burst: int = Field(default=40, ge=1, description="Requests a probe may send at once.")
+    request_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    max_result_age_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        description="Oldest measured_at accepted (probe spool retention).",
+    )
+
+    @property
+    def max_result_age(self) -> timedelta:
+        return timedelta(days=self.max_result_age_days)
+
+
+class HamletSettings(_Section):
+    code: Identifier = Field(description="Short ASCII code, used in tags and URLs.")
+    name: str = Field(min_length=1, max_length=128, description="Display name, in Vietnamese.")
+    population: int | None = Field(default=None, ge=0)
+    households: int | None = Field(default=None, ge=0)
+
+
+class ExampleProbe(_Section):
+    """A probe the demo registers (not used by ``run``)."""
+
+    hamlet: Identifier
+    isp: str = Field(min_length=1, max_length=64)
+    access: Access
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        case_sensitive=False,
+    )
+
+    listen_host: str = "127.0.0.1"
+    listen_port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str | None = Field(default=None, description="URL probes use to reach the server.")
+    data_dir: Path = Field(
+        default=Path("var"), description="Registry and SQLite results live here."
+    )
+    admin_token: SecretStr | None = Field(
+        default=None, description="Bearer token for /api/v1/admin; unset disables the admin API."
+    )
+    influxdb: InfluxSettings | None = Field(
+        default=None, description="Store results in InfluxDB; unset means embedded SQLite."
+    )
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    hamlets: list[HamletSettings] = Field(default_factory=list)
+    example_probes: list[ExampleProbe] = Field(default_factory=list)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _strong_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (generate one: openssl rand -hex 24)")
+        return value
+
+    @field_validator("hamlets")
+    @classmethod
+    def _unique_hamlets(cls, value: list[HamletSettings]) -> list[HamletSettings]:
+        codes = [h.code for h in value]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"hamlet codes must be unique; repeated: {', '.join(dupes)}")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment over file: the file arrives as init arguments, so env goes first.
+        return (env_settings, init_settings)
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration ({origin}):"]
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against the configuration reference)"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables, validate; ``ConfigError``
+    names every bad key."""
+    data: dict[str, Any] = {}
+    origin = "environment"
+    if path is not None:
+        origin = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
+        data = loaded
+        # Relative paths in the file are relative to the file, not to the working directory.
+        if "data_dir" in data and isinstance(data["data_dir"], str):
+            data["data_dir"] = str((path.parent / data["data_dir"]).resolve())
+    data.update(overrides)
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(ENV_PREFIX)
+        and not name.upper().startswith(PROBE_ENV_PREFIX)
+        and name.upper().removeprefix(ENV_PREFIX).split("__")[0].lower()
+        not in Settings.model_fields
+    )
+    if unknown:
+        raise ConfigError(
+            f"unknown environment variable(s) {', '.join(unknown)}: no such setting"
+            " (check the spelling against the configuration reference)"
+        )
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from exc

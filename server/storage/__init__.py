@@ -1,0 +1,14 @@
+"""Where results are kept: the ``ResultStore`` interface and its InfluxDB and SQLite adapters."""
+
+from server.storage.base import ProbeIdentity, ResultStore, StoredResult, WriteOutcome
+from server.storage.influx import InfluxStore
+from server.storage.sqlite import SqliteStore
+
+__all__ = [
+    "InfluxStore",
+    "ProbeIdentity",
+    "ResultStore",
+    "SqliteStore",
+    "StoredResult",
+    "WriteOutcome",
+]

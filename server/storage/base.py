@@ -1,0 +1,87 @@
+"""The one small interface the server uses to keep results, whatever the database behind it.
+
+Two adapters implement it: ``influx.InfluxStore`` (InfluxDB's v1 HTTP API, which 1.x serves
+natively and 2.x/3.x serve for compatibility) and ``sqlite.SqliteStore`` (the embedded default).
+``tests/server/storage/test_contract.py`` runs one suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from probes.models import Access, Kind, Result
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeIdentity:
+    """Who a result belongs to, as the server's registry knows it (never taken from a payload)."""
+
+    probe_id: str
+    hamlet: str
+    isp: str
+    access: Access
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A validated result together with the identity of the probe that sent it."""
+
+    identity: ProbeIdentity
+    result: Result
+
+    @property
+    def kind(self) -> Kind:
+        return Kind(self.result.kind)
+
+
+class WriteOutcome(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+
+
+@runtime_checkable
+class ResultStore(Protocol):
+    """Where results live.
+
+    ``write`` is all or nothing for the outcomes it reports: it returns one outcome per item, in
+    order, only once every accepted item is durably stored; otherwise it raises
+    ``server.errors.StorageUnavailable`` and the caller reports nothing as accepted. A result whose
+    ``result_id`` is already stored (or appears earlier in the same call) is a ``DUPLICATE`` and is
+    not stored again.
+    """
+
+    name: str
+
+    async def start(self) -> None:
+        """Connect, create the database/tables if missing. Raises ``StorageUnavailable``."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""
+
+    async def check(self) -> None:
+        """Prove the store answers now (for ``/healthz``). Raises ``StorageUnavailable``."""
+
+    async def write(self, items: Sequence[StoredResult]) -> list[WriteOutcome]: ...
+
+    async def query(
+        self,
+        *,
+        kind: Kind,
+        probe_id: str | None = None,
+        hamlet: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[StoredResult]:
+        """Results of one kind, filtered, ordered by ``measured_at`` (``start`` inclusive,
+        ``end`` exclusive), re-validated into their models."""
+        ...
+
+    async def latest(self, kind: Kind) -> list[StoredResult]:
+        """The newest result of ``kind`` for each probe that has one."""
+        ...
