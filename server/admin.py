@@ -24,6 +24,7 @@ def probe_view(record: ProbeRecord) -> ProbeView:
         enabled=record.enabled,
         created_at=record.created_at,
         last_seen_at=record.last_seen_at,
+        has_key=record.public_key is not None,
     )
 
 
@@ -60,7 +61,12 @@ async def get_probe(request: web.Request) -> web.Response:
 async def update_probe(request: web.Request) -> web.Response:
     spec: ProbeUpdate = _parse(ProbeUpdate, await read_json(request))
     registry = request.app[REGISTRY]
-    record = await registry.set_disabled(request.match_info["probe_id"], not spec.enabled)
+    probe_id = request.match_info["probe_id"]
+    record = await registry.get(probe_id)
+    if spec.reset_key:
+        record = await registry.set_public_key(probe_id, None)
+    if spec.enabled is not None:
+        record = await registry.set_disabled(probe_id, not spec.enabled)
     return web.json_response(probe_view(record).model_dump(mode="json"))
 
 

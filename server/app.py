@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from server import __version__
 from server.admin import create_probe, get_probe, list_hamlets, list_probes, update_probe
 from server.appkeys import LIMITER, METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE
+from server.enrol import post_register
 from server.errors import (
     Forbidden,
     RateLimited,
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-PROBE_PATHS = ("/api/v1/results", "/api/v1/heartbeat")
+PROBE_PATHS = ("/api/v1/results", "/api/v1/heartbeat", "/api/v1/register")
 ADMIN_PREFIX = "/api/v1/admin/"
 #: Statuses aiohttp raises by itself (unknown route, wrong method, body over client_max_size...).
 _HTTP_CODES = {
@@ -245,6 +246,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     app.router.add_get("/api/v1/openapi.json", openapi_endpoint)
     app.router.add_post("/api/v1/results", post_results)
     app.router.add_post("/api/v1/heartbeat", post_heartbeat)
+    app.router.add_post("/api/v1/register", post_register)
     app.router.add_get("/api/v1/admin/probes", list_probes)
     app.router.add_post("/api/v1/admin/probes", create_probe)
     app.router.add_get("/api/v1/admin/probes/{probe_id}", get_probe)

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from probes import heartbeat
 from probes.latency.tcp_connect import measure_tcp_connect
+from probes.signing import new_private_key, public_key_text, sign
 from server import __version__
 from server.app import create_app
 from server.errors import ConfigError
@@ -60,7 +61,16 @@ async def _register(
             headers={"Authorization": f"Bearer {admin}"},
         ) as resp:
             resp.raise_for_status()
-            probes.append(await resp.json())
+            probe = await resp.json()
+        # What 'hamletnet-probe register' does on a Pi: make a key pair, send the public half.
+        probe["key"] = new_private_key()
+        async with http.post(
+            f"{base}/api/v1/register",
+            json={"public_key": public_key_text(probe["key"])},
+            headers={"Authorization": f"Bearer {probe['token']}"},
+        ) as resp:
+            resp.raise_for_status()
+        probes.append(probe)
     return probes
 
 
@@ -75,7 +85,7 @@ async def _cycle(
             await measure_tcp_connect(pid, "127.0.0.1", port, count=10, interval_s=0.05),
             heartbeat.snapshot(pid, agent_version=__version__),
         ]
-        body = {"results": [r.model_dump(mode="json") for r in results]}
+        body = {"results": [sign(r, probe["key"]).model_dump(mode="json") for r in results]}
         async with http.post(
             f"{base}/api/v1/results",
             json=body,

@@ -9,14 +9,17 @@ store has it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from probes.models import HeartbeatResult, Kind, ValidationLimits, explain, parse_result
+from probes.signing import SignatureError, load_public_key, verify
 from server.appkeys import METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from server.registry import ProbeRecord
@@ -46,6 +49,21 @@ def _lock(request: web.Request, probe_id: str) -> asyncio.Lock:
     return lock
 
 
+@functools.lru_cache(maxsize=4096)
+def _cached_key(text: str) -> Ed25519PublicKey:
+    return load_public_key(text)
+
+
+def signing_key(probe: ProbeRecord) -> Ed25519PublicKey:
+    """The key every result of this probe must be signed with (403 until it registered one)."""
+    if probe.public_key is None:
+        raise Forbidden(
+            f"probe {probe.probe_id!r} has not registered its signing key:"
+            " run 'hamletnet-probe register' on it; nothing was stored"
+        )
+    return _cached_key(probe.public_key)
+
+
 def _readable_id(raw: Any) -> str | None:
     if isinstance(raw, dict):
         rid = raw.get("result_id")
@@ -72,6 +90,7 @@ async def post_results(request: web.Request) -> web.Response:
             " send smaller batches"
         )
 
+    key = signing_key(probe)
     limits = ValidationLimits.current(settings.limits.max_result_age)
     replies: list[ItemReply | None] = [None] * len(items)
     valid: list[tuple[int, StoredResult]] = []
@@ -91,6 +110,13 @@ async def post_results(request: web.Request) -> web.Response:
                 outcome=ItemOutcome.REJECTED,
                 reason=f"probe_id {result.probe_id!r} is not this token's probe"
                 f" {probe.probe_id!r}: a probe can write only as itself",
+            )
+            continue
+        try:
+            verify(result, key)
+        except SignatureError as exc:
+            replies[index] = ItemReply(
+                index=index, result_id=rid, outcome=ItemOutcome.REJECTED, reason=str(exc)
             )
             continue
         valid.append((index, StoredResult(probe.identity, result)))
@@ -131,6 +157,7 @@ async def post_results(request: web.Request) -> web.Response:
 async def post_heartbeat(request: web.Request) -> web.Response:
     probe: ProbeRecord = request[PROBE]
     app = request.app
+    key = signing_key(probe)
     body = await read_json(request)
     if isinstance(body, dict):
         body.setdefault("kind", Kind.HEARTBEAT.value)
@@ -144,6 +171,10 @@ async def post_heartbeat(request: web.Request) -> web.Response:
         raise Forbidden(
             f"probe_id {result.probe_id!r} is not this token's probe {probe.probe_id!r}"
         )
+    try:
+        verify(result, key)
+    except SignatureError as exc:
+        raise Unprocessable(str(exc)) from exc
     async with _lock(request, probe.probe_id):
         (outcome,) = await app[STORE].write([StoredResult(probe.identity, result)])
     app[REGISTRY].touch(probe.probe_id)

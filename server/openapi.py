@@ -14,6 +14,7 @@ from server.schemas import (
     HamletView,
     HealthReply,
     HeartbeatReply,
+    KeyRegistration,
     ProbeCreate,
     ProbeCreated,
     ProbeUpdate,
@@ -23,7 +24,8 @@ from server.schemas import (
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
-    BatchReply, ErrorReply, HamletView, HealthReply, HeartbeatReply, ProbeCreate, ProbeCreated,
+    BatchReply, ErrorReply, HamletView, HealthReply, HeartbeatReply, KeyRegistration, ProbeCreate,
+    ProbeCreated,
     ProbeUpdate, ProbeView, ResultBatch,
 ]  # fmt: skip
 
@@ -109,6 +111,17 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "Stored", "content": _json(_ref(HeartbeatReply))},
                         **write_errors,
+                    },
+                }
+            },
+            "/api/v1/register": {
+                "post": {
+                    "summary": "Record the probe's Ed25519 public key (once; an admin resets it)",
+                    "security": probe_auth,
+                    "requestBody": {"required": True, "content": _json(_ref(KeyRegistration))},
+                    "responses": {
+                        "200": {"description": "Registered", "content": _json(_ref(ProbeView))},
+                        **_errors(400, 401, 403, 409, 413, 422, 429, 503),
                     },
                 }
             },

@@ -271,6 +271,32 @@ class Registry:
         self._auth_cache.clear()
         return record
 
+    async def set_public_key(self, probe_id: str, public_key: str | None) -> ProbeRecord:
+        """Record the probe's signing key once; a different key needs an admin reset first
+        (``public_key=None``), so a stolen token alone cannot replace a probe's key."""
+
+        def update(conn: sqlite3.Connection) -> ProbeRecord:
+            with conn:
+                conn.execute("BEGIN IMMEDIATE")
+                row = conn.execute("SELECT * FROM probes WHERE probe_id=?", (probe_id,)).fetchone()
+                if row is None:
+                    raise NotFound(f"no probe {probe_id!r}")
+                current = row["public_key"]
+                if public_key is not None and current not in (None, public_key):
+                    raise Conflict(
+                        f"probe {probe_id!r} already has a different key; an admin must reset it"
+                        " (PATCH /api/v1/admin/probes/ID with reset_key) before it can change"
+                    )
+                conn.execute(
+                    "UPDATE probes SET public_key=? WHERE probe_id=?", (public_key, probe_id)
+                )
+                row = conn.execute("SELECT * FROM probes WHERE probe_id=?", (probe_id,)).fetchone()
+                return _row_to_probe(row)
+
+        record = await self._run(update)
+        self._auth_cache.clear()
+        return record
+
     async def probes(self) -> list[ProbeRecord]:
         def fetch(conn: sqlite3.Connection) -> list[ProbeRecord]:
             rows = conn.execute("SELECT * FROM probes ORDER BY hamlet, probe_id").fetchall()

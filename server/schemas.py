@@ -79,6 +79,7 @@ class ProbeView(_Wire):
     enabled: bool
     created_at: datetime
     last_seen_at: datetime | None
+    has_key: bool = Field(description="Whether the probe registered its signing key.")
 
 
 class ProbeCreated(ProbeView):
@@ -86,7 +87,16 @@ class ProbeCreated(ProbeView):
 
 
 class ProbeUpdate(_Wire):
-    enabled: bool
+    enabled: bool | None = None
+    reset_key: bool = Field(
+        default=False, description="Forget the probe's signing key so it can register a new one."
+    )
+
+
+class KeyRegistration(_Wire):
+    public_key: str = Field(
+        min_length=44, max_length=44, description="Raw Ed25519 public key, base64 (32 bytes)."
+    )
 
 
 class HamletView(_Wire):

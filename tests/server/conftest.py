@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from probes.models import parse_result
+from probes.signing import new_private_key, public_key_text, sign
 from server.app import create_app
 from server.settings import Settings, load_settings
 
@@ -82,9 +85,28 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
     return await aiohttp_client(create_app(settings))
 
 
+def signed(item: Any, key: Ed25519PrivateKey) -> Any:
+    """The item signed with ``key`` as the probe agent would, if it is a valid result; an
+    invalid payload is returned as it is (the agent could not have built it)."""
+    try:
+        result = parse_result(item)
+    except ValueError:
+        return item
+    return sign(result, key).model_dump(mode="json")
+
+
 async def add_probe(
-    client: TestClient, hamlet: str = "thon-a", isp: str = "VNPT", access: str = "fiber"
+    client: TestClient,
+    hamlet: str = "thon-a",
+    isp: str = "VNPT",
+    access: str = "fiber",
+    *,
+    register_key: bool = True,
 ) -> dict[str, Any]:
+    """Register a probe through the admin API and, like ``hamletnet-probe register``, its key.
+
+    The returned dict is the admin API's reply plus ``key``, the probe's private key.
+    """
     resp = await client.post(
         "/api/v1/admin/probes",
         json={"hamlet": hamlet, "isp": isp, "access": access},
@@ -92,6 +114,14 @@ async def add_probe(
     )
     assert resp.status == 201, await resp.text()
     created: dict[str, Any] = await resp.json()
+    created["key"] = new_private_key()
+    if register_key:
+        reg = await client.post(
+            "/api/v1/register",
+            json={"public_key": public_key_text(created["key"])},
+            headers=auth(created["token"]),
+        )
+        assert reg.status == 200, await reg.text()
     return created
 
 

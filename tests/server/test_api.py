@@ -14,6 +14,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from probes.models import Kind
+from probes.signing import new_private_key, public_key_text
 from server.app import create_app
 from server.settings import Settings
 from server.storage.sqlite import SqliteStore
@@ -24,11 +25,14 @@ from tests.server.conftest import (
     bandwidth,
     heartbeat,
     make_settings,
+    signed,
 )
 
 
-async def post_batch(client: TestClient, token: str, items: list[Any]) -> Any:
-    resp = await client.post("/api/v1/results", json={"results": items}, headers=auth(token))
+async def post_batch(client: TestClient, probe: dict[str, Any], items: list[Any]) -> Any:
+    """Post ``items`` as ``probe``, each valid one signed with its key as the agent would."""
+    body = {"results": [signed(item, probe["key"]) for item in items]}
+    resp = await client.post("/api/v1/results", json=body, headers=auth(probe["token"]))
     assert resp.status == 200, await resp.text()
     return await resp.json()
 
@@ -56,7 +60,7 @@ async def test_batch_accepts_valid_items_and_rejects_bad_ones_each_with_reason(
         {"kind": "bandwidth"},
         "not an object",
     ]
-    reply = await post_batch(client, probe["token"], [good[0], *bad, good[1]])
+    reply = await post_batch(client, probe, [good[0], *bad, good[1]])
     assert (reply["accepted"], reply["duplicate"], reply["rejected"]) == (2, 0, 6)
     outcomes = [item["outcome"] for item in reply["items"]]
     assert outcomes == ["accepted", *["rejected"] * 6, "accepted"]
@@ -81,8 +85,8 @@ async def test_same_result_twice_is_duplicate_and_stored_once(
     client: TestClient, probe: dict[str, Any], settings: Settings
 ) -> None:
     item = bandwidth(probe["probe_id"])
-    first = await post_batch(client, probe["token"], [item])
-    second = await post_batch(client, probe["token"], [item, item])
+    first = await post_batch(client, probe, [item])
+    second = await post_batch(client, probe, [item, item])
     assert first["items"][0]["outcome"] == "accepted"
     assert [i["outcome"] for i in second["items"]] == ["duplicate", "duplicate"]
     assert len(await stored(settings)) == 1
@@ -90,10 +94,12 @@ async def test_same_result_twice_is_duplicate_and_stored_once(
 
 async def test_a_probe_cannot_write_as_another(client: TestClient, probe: dict[str, Any]) -> None:
     other = await add_probe(client, hamlet="thon-b", isp="Viettel")
-    reply = await post_batch(client, probe["token"], [bandwidth(other["probe_id"])])
+    reply = await post_batch(client, probe, [bandwidth(other["probe_id"])])
     assert reply["rejected"] == 1
     hb = await client.post(
-        "/api/v1/heartbeat", json=heartbeat(other["probe_id"]), headers=auth(probe["token"])
+        "/api/v1/heartbeat",
+        json=signed(heartbeat(other["probe_id"]), probe["key"]),
+        headers=auth(probe["token"]),
     )
     assert hb.status == 403
     assert (await hb.json())["error"] == "forbidden"
@@ -103,15 +109,18 @@ async def test_heartbeat_updates_last_seen(client: TestClient, probe: dict[str, 
     before = await client.get(
         f"/api/v1/admin/probes/{probe['probe_id']}", headers=auth(ADMIN_TOKEN)
     )
-    assert (await before.json())["last_seen_at"] is None
+    seen_at_registration = (await before.json())["last_seen_at"]
+    assert seen_at_registration is not None
     resp = await client.post(
-        "/api/v1/heartbeat", json=heartbeat(probe["probe_id"]), headers=auth(probe["token"])
+        "/api/v1/heartbeat",
+        json=signed(heartbeat(probe["probe_id"]), probe["key"]),
+        headers=auth(probe["token"]),
     )
     assert resp.status == 200
     assert (await resp.json())["outcome"] == "accepted"
     after = await client.get("/api/v1/admin/probes", headers=auth(ADMIN_TOKEN))
     (view,) = await after.json()
-    assert view["last_seen_at"] is not None
+    assert view["last_seen_at"] > seen_at_registration
 
 
 # -- every error status, each from a bad input ---------------------------------------------
@@ -149,7 +158,7 @@ async def test_403_disabled_probe_and_probe_token_on_admin_api(
     assert disable.status == 200 and (await disable.json())["enabled"] is False
     resp = await client.post(
         "/api/v1/results",
-        json={"results": [bandwidth(probe["probe_id"])]},
+        json={"results": [signed(bandwidth(probe["probe_id"]), probe["key"])]},
         headers=auth(probe["token"]),
     )
     assert resp.status == 403
@@ -206,13 +215,15 @@ async def test_422_invalid_heartbeat_names_the_field(
 
 
 async def test_429_over_the_per_probe_rate(aiohttp_client: Any, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, limits={"requests_per_s": 0.01, "burst": 3})
+    settings = make_settings(tmp_path, limits={"requests_per_s": 0.01, "burst": 4})
     client = await aiohttp_client(create_app(settings))
-    probe = await add_probe(client)
+    probe = await add_probe(client)  # its key registration takes the first of the 4
     statuses = []
     for _ in range(5):
         resp = await client.post(
-            "/api/v1/heartbeat", json=heartbeat(probe["probe_id"]), headers=auth(probe["token"])
+            "/api/v1/heartbeat",
+            json=signed(heartbeat(probe["probe_id"]), probe["key"]),
+            headers=auth(probe["token"]),
         )
         statuses.append(resp.status)
     assert statuses == [200, 200, 200, 429, 429]
@@ -220,7 +231,9 @@ async def test_429_over_the_per_probe_rate(aiohttp_client: Any, tmp_path: Path) 
     # The limit is per probe: another probe is not held back.
     other = await add_probe(client, hamlet="thon-b")
     resp = await client.post(
-        "/api/v1/heartbeat", json=heartbeat(other["probe_id"]), headers=auth(other["token"])
+        "/api/v1/heartbeat",
+        json=signed(heartbeat(other["probe_id"]), other["key"]),
+        headers=auth(other["token"]),
     )
     assert resp.status == 200
 
@@ -236,7 +249,7 @@ async def test_503_when_storage_is_down_nothing_reported_accepted(
     probe = await add_probe(client)
     resp = await client.post(
         "/api/v1/results",
-        json={"results": [bandwidth(probe["probe_id"])]},
+        json={"results": [signed(bandwidth(probe["probe_id"]), probe["key"])]},
         headers=auth(probe["token"]),
     )
     assert resp.status == 503
@@ -277,7 +290,7 @@ async def test_hamlets_listed_with_probe_counts(client: TestClient, probe: dict[
 async def test_healthz_and_metrics(client: TestClient, probe: dict[str, Any]) -> None:
     health = await client.get("/healthz")
     assert health.status == 200 and (await health.json()) == {"status": "ok", "storage": "sqlite"}
-    await post_batch(client, probe["token"], [bandwidth(probe["probe_id"]), {"bad": 1}])
+    await post_batch(client, probe, [bandwidth(probe["probe_id"]), {"bad": 1}])
     text = await (await client.get("/metrics")).text()
     assert 'hamletnet_results_total{kind="bandwidth",outcome="accepted"} 1.0' in text
     assert 'hamletnet_results_total{kind="unknown",outcome="rejected"} 1.0' in text
@@ -288,7 +301,7 @@ async def test_tokens_never_reach_the_logs(
     client: TestClient, probe: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await post_batch(client, probe["token"], [bandwidth(probe["probe_id"]), {"bad": 1}])
+    await post_batch(client, probe, [bandwidth(probe["probe_id"]), {"bad": 1}])
     await client.get("/api/v1/admin/probes", headers=auth(ADMIN_TOKEN))
     await client.post("/api/v1/results", json={"results": []}, headers=auth("hn_wrong"))
     assert caplog.records, "expected the server to log something"
@@ -297,7 +310,7 @@ async def test_tokens_never_reach_the_logs(
 
 
 async def test_overview_page_in_vietnamese(client: TestClient, probe: dict[str, Any]) -> None:
-    await post_batch(client, probe["token"], [bandwidth(probe["probe_id"], download_mbps=941.0)])
+    await post_batch(client, probe, [bandwidth(probe["probe_id"], download_mbps=941.0)])
     resp = await client.get("/")
     assert resp.status == 200 and resp.content_type == "text/html"
     page = await resp.text()
@@ -314,5 +327,78 @@ async def test_openapi_document_lists_every_route(client: TestClient) -> None:
     assert set(doc["paths"]) == {
         "/api/v1/results", "/api/v1/heartbeat", "/api/v1/admin/probes",
         "/api/v1/admin/probes/{probe_id}", "/api/v1/admin/hamlets", "/healthz", "/metrics",
+        "/api/v1/register",
     }  # fmt: skip
     assert "BandwidthResult" in doc["components"]["schemas"]
+
+
+# -- signatures ------------------------------------------------------------------------------
+
+
+async def test_results_altered_after_signing_or_unsigned_are_rejected(
+    client: TestClient, probe: dict[str, Any], settings: Settings
+) -> None:
+    good = signed(bandwidth(probe["probe_id"]), probe["key"])
+    altered = signed(bandwidth(probe["probe_id"], download_mbps=80.0), probe["key"])
+    altered["download_mbps"] = 980.0  # the operator's dream
+    forged = signed(bandwidth(probe["probe_id"]), new_private_key())
+    unsigned = bandwidth(probe["probe_id"])
+    resp = await client.post(
+        "/api/v1/results",
+        json={"results": [good, altered, forged, unsigned]},
+        headers=auth(probe["token"]),
+    )
+    reply = await resp.json()
+    assert [i["outcome"] for i in reply["items"]] == ["accepted", *["rejected"] * 3]
+    assert "altered after signing" in reply["items"][1]["reason"]
+    assert "altered after signing" in reply["items"][2]["reason"]
+    assert "not signed" in reply["items"][3]["reason"]
+    (row,) = await stored(settings)
+    assert row.result.signature == good["signature"]  # kept for the evidence export
+
+
+async def test_probe_without_registered_key_is_refused_whole(client: TestClient) -> None:
+    probe = await add_probe(client, register_key=False)
+    resp = await client.post(
+        "/api/v1/results",
+        json={"results": [signed(bandwidth(probe["probe_id"]), probe["key"])]},
+        headers=auth(probe["token"]),
+    )
+    assert resp.status == 403
+    assert "has not registered its signing key" in (await resp.json())["detail"]
+
+
+async def test_key_is_set_once_and_changed_only_after_admin_reset(
+    client: TestClient, probe: dict[str, Any]
+) -> None:
+    same = await client.post(
+        "/api/v1/register",
+        json={"public_key": public_key_text(probe["key"])},
+        headers=auth(probe["token"]),
+    )
+    assert same.status == 200 and (await same.json())["has_key"] is True
+    other_key = new_private_key()
+    swap = await client.post(
+        "/api/v1/register",
+        json={"public_key": public_key_text(other_key)},
+        headers=auth(probe["token"]),
+    )
+    assert swap.status == 409 and "an admin must reset it" in (await swap.json())["detail"]
+    bad = await client.post(
+        "/api/v1/register", json={"public_key": "A" * 44 + "!"}, headers=auth(probe["token"])
+    )
+    assert bad.status == 422
+    reset = await client.patch(
+        f"/api/v1/admin/probes/{probe['probe_id']}",
+        json={"reset_key": True},
+        headers=auth(ADMIN_TOKEN),
+    )
+    assert reset.status == 200 and (await reset.json())["has_key"] is False
+    swap = await client.post(
+        "/api/v1/register",
+        json={"public_key": public_key_text(other_key)},
+        headers=auth(probe["token"]),
+    )
+    assert swap.status == 200
+    reply = await post_batch(client, {**probe, "key": other_key}, [bandwidth(probe["probe_id"])])
+    assert reply["accepted"] == 1

@@ -13,7 +13,7 @@ from probes.models import Kind
 from server.app import create_app
 from server.storage.influx import InfluxStore
 from tests.influxd import Influxd
-from tests.server.conftest import add_probe, auth, bandwidth, heartbeat, make_settings
+from tests.server.conftest import add_probe, auth, bandwidth, heartbeat, make_settings, signed
 
 
 async def test_batch_is_stored_in_influxdb_once_with_registry_identity(
@@ -22,7 +22,10 @@ async def test_batch_is_stored_in_influxdb_once_with_registry_identity(
     settings = make_settings(tmp_path, influxdb={"url": influxd.url, "database": influx_db})
     client = await aiohttp_client(create_app(settings))
     probe = await add_probe(client, hamlet="thon-b", isp="Viettel Thái Nguyên", access="5g")
-    items = [bandwidth(probe["probe_id"], download_mbps=float(100 + i)) for i in range(5)]
+    items = [
+        signed(bandwidth(probe["probe_id"], download_mbps=float(100 + i)), probe["key"])
+        for i in range(5)
+    ]
     resp = await client.post(
         "/api/v1/results", json={"results": [*items, {"bad": True}]}, headers=auth(probe["token"])
     )
@@ -33,7 +36,9 @@ async def test_batch_is_stored_in_influxdb_once_with_registry_identity(
     )
     assert (await again.json())["duplicate"] == 2
     hb = await client.post(
-        "/api/v1/heartbeat", json=heartbeat(probe["probe_id"]), headers=auth(probe["token"])
+        "/api/v1/heartbeat",
+        json=signed(heartbeat(probe["probe_id"]), probe["key"]),
+        headers=auth(probe["token"]),
     )
     assert hb.status == 200
     assert (await client.get("/healthz")).status == 200
@@ -78,7 +83,7 @@ async def test_503_when_a_request_outlives_its_time_limit(
     client = await aiohttp_client(create_app(settings))
     probe = await add_probe(client)
     resp = await client.post(
-        "/api/v1/results", json={"results": [bandwidth(probe["probe_id"])]},
+        "/api/v1/results", json={"results": [signed(bandwidth(probe["probe_id"]), probe["key"])]},
         headers=auth(probe["token"]),
     )  # fmt: skip
     assert resp.status == 503
