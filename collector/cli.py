@@ -1,41 +1,213 @@
-"""``hamletnet-probe``: the agent on the Raspberry Pi (scheduling and upload come with the agent
-issue; today it can take one measurement and print it)."""
+"""``hamletnet-probe``: the agent on the Raspberry Pi.
+
+register   store the server's credentials and this probe's signing key
+run        the long-running agent (systemd runs this)
+measure    run one test now and print its result as one JSON object (no upload)
+status     next runs, spool depth, last upload and last errors, in plain words
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import logging
+import signal
 import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import aiohttp
+
+from collector import __version__
+from collector.config import ProbeConfig, load_config
+from collector.errors import CollectorError
+from collector.identity import load_credentials, load_key, register
+from collector.spool import AsyncSpool
+from collector.tls import client_ssl
 from probes import heartbeat
-from probes.latency.tcp_connect import measure_tcp_connect
-from probes.models import ResultBase
+from probes.models import Kind
+from probes.registry import PROBES, ProbeSpec
 
-VERSION = "0.1.0"
+DEFAULT_CONFIG = Path("/etc/hamletnet/probe.yaml")
 
 
-async def _measure(args: argparse.Namespace) -> ResultBase:
-    if args.kind == "heartbeat":
-        return heartbeat.snapshot(args.probe_id, agent_version=VERSION)
-    host, _, port = (args.target or "").rpartition(":")
-    if not host or not port.isdigit():
-        raise SystemExit("hamletnet-probe: latency needs --target HOST:PORT (TCP connect)")
-    return await measure_tcp_connect(args.probe_id, host.strip("[]"), int(port))
+def _config(args: argparse.Namespace) -> ProbeConfig:
+    path = Path(args.config) if args.config else None
+    if path is None and DEFAULT_CONFIG.is_file():
+        path = DEFAULT_CONFIG
+    overrides: dict[str, Any] = {}
+    if getattr(args, "state_dir", None):
+        overrides["state_dir"] = str(args.state_dir)
+    return load_config(path, **overrides)
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    config = _config(args)
+    ssl_context = client_ssl(config.tls.verify, config.tls.ca_bundle)
+    creds = asyncio.run(
+        register(args.server, args.token, config.state_dir, ssl_context=ssl_context)
+    )
+    print(f"registered as {creds.probe_id} (hamlet {creds.hamlet}, {creds.isp}, {creds.access})")
+    print(f"credentials and key in {config.state_dir} (mode 0600)")
+    return 0
+
+
+async def _run(config: ProbeConfig) -> int:
+    from collector.agent import Agent
+
+    creds = load_credentials(config.credentials_path)
+    key = load_key(config.key_path)
+    ssl_context = client_ssl(config.tls.verify, config.tls.ca_bundle)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    spool = AsyncSpool(config.spool_path, max_bytes=config.spool.max_bytes,
+                       max_age=config.spool.max_age)  # fmt: skip
+    await spool.open()
+    try:
+        async with aiohttp.ClientSession() as http:
+            agent = Agent(config, creds, key, spool, http, ssl_context=ssl_context)
+            await agent.run(stop)
+    finally:
+        await spool.close()
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _config(args)
+    logging.basicConfig(
+        level=config.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return asyncio.run(_run(config))
+
+
+async def _measure_once(kind: Kind, args: argparse.Namespace) -> Any:
+    probe_id = args.probe_id
+    if kind is Kind.HEARTBEAT:
+        return heartbeat.snapshot(probe_id, agent_version=__version__)
+    entry = PROBES.get(kind)
+    if entry is None:
+        raise CollectorError(f"this agent cannot measure {kind.value} yet")
+    if not args.target:
+        raise CollectorError(f"measure {kind.value} needs --target")
+    spec = ProbeSpec(probe_id=probe_id, targets=[args.target], timeout_s=args.timeout)
+    async with asyncio.timeout(args.timeout):
+        (result,) = await entry.run(spec)
+    return result
+
+
+def cmd_measure(args: argparse.Namespace) -> int:
+    try:
+        result = asyncio.run(_measure_once(Kind(args.kind), args))
+    except ValueError as exc:
+        raise CollectorError(str(exc)) from exc
+    print(result.model_dump_json())
+    return 0 if result.status == "ok" else 1
+
+
+def _ago(iso: str | None) -> str:
+    if not iso:
+        return "never"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    if seconds < 0:
+        return f"in {_span(-seconds)}"
+    return f"{_span(seconds)} ago"
+
+
+def _span(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    config = _config(args)
+    try:
+        status = json.loads(config.status_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"no status yet at {config.status_path}: is the agent running?")
+        return 1
+    print(f"probe {status['probe_id']} → {status['server_url']} (agent {status['agent_version']})")
+    print(f"status written {_ago(status['written_at'])}, agent up {_span(status['uptime_s'])}")
+    print("next runs:")
+    for kind, when in sorted(status["next_runs"].items()):
+        print(f"  {kind:<10} {_ago(when) if when else 'paused'}")
+    spool = status["spool"]
+    if "error" in spool:
+        print(f"spool: ERROR {spool['error']}")
+    else:
+        oldest = f", oldest {_span(spool['oldest_age_s'])} old" if spool["oldest_age_s"] else ""
+        print(
+            f"spool: {spool['depth']} waiting ({spool['bytes']} bytes{oldest}),"
+            f" {spool['evicted']} evicted, {spool['rejected']} rejected by the server"
+        )
+    upload = status["upload"]
+    print(
+        f"last upload: {_ago(upload['last_success_at'])};"
+        f" {upload['acknowledged']} delivered, {upload['quarantined']} rejected"
+    )
+    if upload["last_error"]:
+        print(f"  last upload problem: {upload['last_error']}")
+    errors = status["last_errors"]
+    print("last errors: " + ("none" if not errors else ""))
+    for kind, message in sorted(errors.items()):
+        print(f"  {kind}: {message}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hamletnet-probe", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"hamletnet-probe {__version__}")
+    parser.add_argument(
+        "--config", help=f"YAML configuration (default {DEFAULT_CONFIG} if present)"
+    )
+    parser.add_argument("--state-dir", type=Path, help="override state_dir")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    reg = sub.add_parser("register", help="store credentials and create the signing key")
+    reg.add_argument(
+        "--server", required=True, help="server URL, e.g. https://hamletnet.example.vn"
+    )
+    reg.add_argument(
+        "--token", required=True, help="the token 'hamletnet-server probe add' printed"
+    )
+    reg.set_defaults(func=cmd_register)
+
+    run = sub.add_parser("run", help="run the agent until SIGTERM")
+    run.set_defaults(func=cmd_run)
+
+    measure = sub.add_parser("measure", help="run one test now and print its result")
+    measure.add_argument("kind", choices=[Kind.HEARTBEAT.value, *(k.value for k in PROBES)])
+    measure.add_argument("--target", help="what to measure against (latency: HOST:PORT)")
+    measure.add_argument("--probe-id", default="local", help="probe id to put in the result")
+    measure.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    measure.add_argument("--json", action="store_true", help="print one JSON object (the default)")
+    measure.set_defaults(func=cmd_measure)
+
+    status = sub.add_parser("status", help="what the agent is doing, in plain words")
+    status.set_defaults(func=cmd_status)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hamletnet-probe", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"hamletnet-probe {VERSION}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    measure = sub.add_parser("measure", help="run one test now and print its result")
-    measure.add_argument("kind", choices=["heartbeat", "latency"])
-    measure.add_argument("--target", help="what to measure against (latency: HOST:PORT)")
-    measure.add_argument("--probe-id", default="local", help="probe id to put in the result")
-    measure.add_argument("--json", action="store_true", help="print one JSON object (default)")
-    args = parser.parse_args(argv)
-    result = asyncio.run(_measure(args))
-    print(result.model_dump_json())
-    return 0
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CollectorError as exc:
+        print(f"hamletnet-probe: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -1,0 +1,220 @@
+"""The probe agent end to end: real server process, real agent process, real files and signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from collector.spool import Spool
+from probes.models import parse_result
+from probes.signing import sign
+from tests.collector.processes import AgentProcess, ServerProcess, wait_until
+from tests.probes.test_models import EXAMPLES
+
+pytestmark = pytest.mark.slow
+
+
+def agent_config(state_dir: Path, server: ServerProcess, **schedules: Any) -> dict[str, Any]:
+    return {
+        "state_dir": str(state_dir),
+        "schedules": schedules
+        or {
+            "heartbeat": {"every_s": 0.5, "timeout_s": 5},
+            "latency": {"every_s": 0.5, "timeout_s": 5, "targets": [f"127.0.0.1:{server.port}"]},
+        },
+        "upload": {"every_s": 0.5, "backoff_min_s": 0.2, "backoff_max_s": 1.0, "timeout_s": 5},
+        "log_level": "INFO",
+    }
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Any:
+    process = ServerProcess(tmp_path)
+    process.start()
+    yield process
+    process.stop()
+
+
+def registered_agent(tmp_path: Path, server: ServerProcess, **schedules: Any) -> AgentProcess:
+    agent = AgentProcess(tmp_path, agent_config(tmp_path / "probe-state", server, **schedules))
+    token = server.add_probe()
+    out = agent.cli("register", "--server", server.url, "--token", token)
+    assert "registered as thon-a-vnpt-fiber" in out.stdout
+    for name in ("credentials.json", "probe.key"):
+        assert (agent.state_dir / name).stat().st_mode & 0o777 == 0o600
+    return agent
+
+
+def assert_exactly_once_in_order(
+    stored: list[dict[str, Any]], kinds: set[str] | None = None
+) -> None:
+    ids = Counter(r["result_id"] for r in stored)
+    assert not [i for i, n in ids.items() if n > 1], "a result was stored twice"
+    for kind in kinds or {r["kind"] for r in stored}:
+        times = [r["measured_at"] for r in stored if r["kind"] == kind]
+        assert times == sorted(times), f"{kind} results arrived out of order"
+
+
+def test_server_down_then_back_every_result_arrives_once_in_order(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    agent = registered_agent(tmp_path, server)
+    agent.start()
+    try:
+        wait_until(lambda: len(server.stored()) >= 4, 20, "first results at the server")
+        server.stop()
+        time.sleep(3)  # results pile up in the spool; latency tests fail (refused) and say so
+        assert agent.alive()
+        waiting = agent.status()["spool"]["depth"]
+        assert waiting > 0
+        server.start()
+        wait_until(lambda: agent.status()["spool"]["depth"] == 0, 20, "the backlog to drain")
+    finally:
+        assert agent.stop() == 0
+    status = agent.status()
+    stored = server.stored()
+    assert agent.spool_counts() == (0, 0)
+    assert len(stored) == status["results_kept"]
+    assert_exactly_once_in_order(stored)
+    refused = [r for r in stored if r["kind"] == "latency" and r["status"] == "failed"]
+    assert refused, "latency tests while the server was down should be failed results"
+    assert all(r["failure_kind"] == "unreachable" for r in refused)
+
+
+def _prefill(state_dir: Path, probe_id: str, key_path: Path, count: int) -> list[str]:
+    """Put ``count`` signed results into the agent's spool, as a long outage would."""
+    from collector.identity import load_key
+
+    key = load_key(key_path)
+    ids = []
+    with Spool(state_dir / "spool.sqlite3") as spool:
+        for _ in range(count):
+            body = dict(EXAMPLES["bandwidth"])
+            body.pop("result_id")
+            body |= {"probe_id": probe_id, "result_id": __import__("uuid").uuid4().hex}
+            body["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+            result = sign(parse_result(body), key)
+            spool.add(result)
+            ids.append(str(result.result_id))
+    return ids
+
+
+def test_kill_9_during_upload_loses_and_duplicates_nothing(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    agent = registered_agent(tmp_path, server, heartbeat={"every_s": 3600})
+    ids = _prefill(agent.state_dir, "thon-a-vnpt-fiber", agent.state_dir / "probe.key", 6000)
+    for _ in range(3):
+        agent.start()
+        wait_until(
+            lambda: 0 < len(server.stored()) or not agent.alive(), 20, "the upload to start",
+            step=0.01,
+        )  # fmt: skip
+        assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
+    agent.start()
+    try:
+        wait_until(lambda: agent.spool_counts()[0] == 0, 60, "the backlog to drain")
+    finally:
+        agent.stop()
+    stored = server.stored()
+    assert_exactly_once_in_order(stored)
+    bandwidth = {r["result_id"] for r in stored if r["kind"] == "bandwidth"}
+    assert bandwidth == {str(__import__("uuid").UUID(i)) for i in ids}
+    assert agent.spool_counts() == (0, 0)
+
+
+def test_result_altered_in_the_spool_is_quarantined_with_its_reason(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    import sqlite3
+
+    agent = registered_agent(tmp_path, server, heartbeat={"every_s": 3600})
+    ids = _prefill(agent.state_dir, "thon-a-vnpt-fiber", agent.state_dir / "probe.key", 3)
+    with sqlite3.connect(agent.state_dir / "spool.sqlite3") as conn:
+        conn.execute(
+            "UPDATE items SET payload = replace(payload, '\"download_mbps\":941.2',"
+            " '\"download_mbps\":999.9') WHERE result_id = ?",
+            (str(__import__("uuid").UUID(ids[1])),),
+        )
+    agent.start()
+    try:
+        wait_until(lambda: agent.spool_counts() == (0, 1), 20, "upload and quarantine")
+        time.sleep(1.5)  # a few more upload rounds: the rejected one must not be retried
+        assert agent.spool_counts() == (0, 1)
+    finally:
+        agent.stop()
+    (rejected,) = Spool(agent.state_dir / "spool.sqlite3").__enter__().rejected()
+    assert "altered after signing" in rejected.reason
+    stored = {r["result_id"] for r in server.stored() if r["kind"] == "bandwidth"}
+    assert len(stored) == 2 and rejected.result_id not in stored
+    status = agent.cli("status").stdout
+    assert "1 rejected by the server" in status
+
+
+@pytest.mark.lab
+def test_full_disk_is_reported_and_the_agent_recovers(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    mount = tmp_path / "small-disk"
+    mount.mkdir(exist_ok=True)
+    try:
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True,
+            capture_output=True,
+        )  # fmt: skip
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        pytest.skip(f"cannot mount a tmpfs here (needs root): {exc}")
+    try:
+        agent = AgentProcess(tmp_path, agent_config(mount / "state", server))
+        token = server.add_probe()
+        agent.cli("register", "--server", server.url, "--token", token)
+        server.stop()  # nothing leaves the spool while we fill the disk
+        agent.start()
+        wait_until(lambda: (mount / "state" / "status.json").exists(), 20, "the agent to start")
+        filler = mount / "filler"
+        with filler.open("wb") as f:  # fill every free byte
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        wait_until(lambda: "disk is full" in agent.log.read_text(), 20, "the agent to log it")
+        time.sleep(1)
+        assert agent.alive(), "a full disk must not stop the agent"
+        # The office hears of it: the next heartbeat carries the error, through the spool or,
+        # when the spool cannot take it, straight to the server.
+        server.start()
+        wait_until(lambda: _server_heard_disk_full(server), 20, "a heartbeat naming the full disk")
+        filler.unlink()
+        before = len(server.stored())
+        wait_until(lambda: len(server.stored()) > before + 4, 20, "results after recovery")
+        wait_until(lambda: _spool_error(agent) is None, 20, "the error to clear")
+        assert agent.alive()
+        assert agent.stop() == 0
+        # Heartbeats sent around the full spool overtake the spooled backlog by design.
+        assert_exactly_once_in_order(server.stored(), kinds={"latency"})
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+
+
+def _server_heard_disk_full(server: ServerProcess) -> bool:
+    return any(
+        "disk is full" in (r.get("last_errors") or {}).get("spool", "")
+        for r in server.stored()
+        if r["kind"] == "heartbeat"
+    )
+
+
+def _spool_error(agent: AgentProcess) -> str | None:
+    try:
+        errors: dict[str, str] = agent.status()["last_errors"]
+    except (OSError, ValueError):
+        return None
+    return errors.get("spool")
