@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite: installs what the tests need (Debian's influxdb and iperf3, the
+# The whole test suite: installs what the tests need (Debian's influxdb, iperf3, ping, the
 # Python dev extras), lints, type-checks, then runs pytest. Needs root (or sudo) for apt and for
 # the network-namespace lab tests. Its last line is pytest's summary.
 set -euo pipefail
@@ -9,6 +9,8 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need=()
 command -v influxd >/dev/null || need+=(influxdb)
 command -v iperf3 >/dev/null || need+=(iperf3)
+command -v ping >/dev/null || need+=(iputils-ping)
+command -v ip >/dev/null || need+=(iproute2)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
