@@ -207,7 +207,11 @@ class Agent:
             return [await self._heartbeat()]
         entry = PROBES[kind]
         spec = ProbeSpec(
-            probe_id=self.creds.probe_id, targets=schedule.targets, timeout_s=schedule.timeout_s
+            probe_id=self.creds.probe_id,
+            targets=schedule.targets,
+            timeout_s=schedule.timeout_s,
+            engine=schedule.engine,
+            options=schedule.options,
         )
         gate = self.gate.exclusive() if kind is Kind.BANDWIDTH else self.gate.shared()
         async with gate:

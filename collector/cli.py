@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from collector import __version__
 from collector.config import ProbeConfig, load_config
@@ -95,7 +96,19 @@ async def _measure_once(kind: Kind, args: argparse.Namespace) -> Any:
         raise CollectorError(f"this agent cannot measure {kind.value} yet")
     if not args.target:
         raise CollectorError(f"measure {kind.value} needs --target")
-    spec = ProbeSpec(probe_id=probe_id, targets=[args.target], timeout_s=args.timeout)
+    options: dict[str, Any] = {}
+    for item in args.option or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise CollectorError(f"--option {item!r} must be NAME=VALUE")
+        options[name] = yaml.safe_load(value)  # 3 -> int, 1.5 -> float, true -> bool
+    spec = ProbeSpec(
+        probe_id=probe_id,
+        targets=[args.target],
+        timeout_s=args.timeout,
+        engine=args.engine,
+        options=options,
+    )
     async with asyncio.timeout(args.timeout):
         (result,) = await entry.run(spec)
     return result
@@ -191,6 +204,10 @@ def build_parser() -> argparse.ArgumentParser:
     measure.add_argument("--target", help="what to measure against (latency: HOST:PORT)")
     measure.add_argument("--probe-id", default="local", help="probe id to put in the result")
     measure.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
+    measure.add_argument("--engine", help="engine of the kind (default: the kind's default)")
+    measure.add_argument(
+        "--option", action="append", metavar="NAME=VALUE", help="engine setting (repeatable)"
+    )
     measure.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     measure.set_defaults(func=cmd_measure)
 

@@ -40,6 +40,10 @@ class Schedule(_Section):
     jitter_s: float = Field(default=0.0, ge=0, le=86400)
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     targets: list[str] = Field(default_factory=list, max_length=32)
+    engine: str | None = Field(default=None, description="Engine of the kind; None: its default.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Engine settings, e.g. {streams: 3, duration_s: 10}."
+    )
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Schedule:

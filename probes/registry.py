@@ -7,8 +7,9 @@ or ``hamletnet-probe measure``) enforces the timeout and turns a failure into a 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from probes.latency.tcp_connect import measure_tcp_connect
 from probes.models import Kind, ResultBase
@@ -16,9 +17,16 @@ from probes.models import Kind, ResultBase
 
 @dataclass(frozen=True, slots=True)
 class ProbeSpec:
+    """What to measure: the caller's schedule or command line, handed to the probe function."""
+
     probe_id: str
     targets: Sequence[str] = field(default_factory=tuple)
     timeout_s: float = 60.0
+    #: Which engine of the kind to use (e.g. bandwidth: "http", "speedtest", "iperf3"); None is
+    #: the kind's default.
+    engine: str | None = None
+    #: Engine-specific settings from the configuration (streams, duration_s, ...).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 ProbeFn = Callable[[ProbeSpec], Awaitable[list[ResultBase]]]
