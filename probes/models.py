@@ -13,6 +13,7 @@ settings; without a context the defaults below apply.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -141,6 +143,15 @@ class ResultBase(_Model):
         default=None, description="Probe's Ed25519 signature over the canonical result."
     )
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _version_is_an_integer(cls, value: Any) -> Any:
+        # JSON ``true`` and ``1.0`` equal 1 to Python, so the Literal alone would take them;
+        # ``upgrade_payload`` refuses them, and ``parse_batch`` validates without it.
+        if type(value) is not int:
+            raise ValueError(f"schema_version {value!r} is not a positive integer")
+        return value
+
     @field_validator("measured_at")
     @classmethod
     def _measured_at_in_window(cls, value: datetime, info: ValidationInfo) -> datetime:
@@ -181,6 +192,10 @@ class BandwidthResult(ResultBase):
     download_samples_mbps: list[NonNegFloat] | None = Field(default=None, max_length=2000)
     upload_samples_mbps: list[NonNegFloat] | None = Field(default=None, max_length=2000)
     sample_interval_ms: NonNegFloat | None = None
+    download_warmup_ms: NonNegFloat | None = Field(
+        default=None, description="Warm-up before the measured window; its samples come first."
+    )
+    upload_warmup_ms: NonNegFloat | None = None
     idle_latency_ms: NonNegFloat | None = None
     loaded_latency_down_ms: NonNegFloat | None = None
     loaded_latency_up_ms: NonNegFloat | None = None
@@ -210,6 +225,13 @@ class LatencyResult(ResultBase):
     rtt_max_ms: NonNegFloat | None = None
     jitter_ms: NonNegFloat | None = None
     rtts_ms: list[NonNegFloat] | None = Field(default=None, max_length=10_000)
+    # Set-up phases, once per test (None when the engine has no such phase): name resolution,
+    # TCP connect, TLS handshake, and the first request's time to first byte (http; excluded from
+    # ``rtts_ms`` as the warm-up).
+    resolve_ms: NonNegFloat | None = None
+    connect_ms: NonNegFloat | None = None
+    tls_ms: NonNegFloat | None = None
+    first_byte_ms: NonNegFloat | None = None
 
     @model_validator(mode="after")
     def _received_not_above_sent(self) -> LatencyResult:
@@ -249,6 +271,35 @@ class Ipv6Result(ResultBase):
     ipv6_ready: bool | None = None
     ipv6_only_ready: bool | None = None
     reasons: dict[Identifier, ShortText] | None = Field(default=None, max_length=32)
+    # Details of the readiness checks (probes/ipv6/); all optional.
+    ipv4_site_loads: bool | None = Field(default=None, description="The IPv4-only name loaded.")
+    ipv6_capable: bool | None = Field(
+        default=None, description="The IPv6-only name loaded (APNIC's 'IPv6-capable')."
+    )
+    ipv6_preferred: bool | None = Field(
+        default=None, description="The dual-stack name was reached over IPv6 (APNIC's 'preferred')."
+    )
+    ipv4_only_reachable_via_nat64: bool | None = Field(
+        default=None, description="The IPv4-only name loaded over IPv6, i.e. through a NAT64."
+    )
+    nat64_prefix: ShortText | None = Field(
+        default=None, description="Pref64::/n, e.g. 64:ff9b::/96."
+    )
+    nat64_prefix_source: Literal["ra_pref64", "dns64"] | None = Field(
+        default=None, description="RA PREF64 option (RFC 8781) or ipv4only.arpa (RFC 7050)."
+    )
+    ra_prefixes: list[ShortText] | None = Field(default=None, max_length=16)
+    ra_managed: bool | None = Field(default=None, description="RA M flag (DHCPv6 addresses).")
+    ra_other_config: bool | None = Field(default=None, description="RA O flag (DHCPv6 options).")
+    ra_router_lifetime_s: Annotated[int, Field(ge=0, le=65535)] | None = None
+    symptoms: list[Identifier] | None = Field(
+        default=None, max_length=32, description="test-ipv6.com-style symptoms behind the scores."
+    )
+    probe_tests_over_ipv6_pct: Percent | None = Field(
+        default=None,
+        description="Share of this run's own HTTP fetches (family left to the OS) that used IPv6;"
+        " not a user-traffic share, not VNNIC's or APNIC's 'tỷ lệ sử dụng IPv6'.",
+    )
 
 
 class CellularResult(ResultBase):
@@ -262,6 +313,8 @@ class CellularResult(ResultBase):
     rsrq_db: Annotated[float, Field(ge=-50, le=10, allow_inf_nan=False)] | None = None
     snr_db: Annotated[float, Field(ge=-50, le=60, allow_inf_nan=False)] | None = None
     signal_quality_pct: Percent | None = None
+    #: Which radio the RSRP/RSRQ/SNR were read from ("lte" or "5g"; both exist on 5G NSA).
+    signal_technology: Annotated[str, StringConstraints(max_length=16)] | None = None
 
 
 class HeartbeatResult(ResultBase):
@@ -330,6 +383,38 @@ def parse_result(payload: Any, limits: ValidationLimits | None = None) -> Result
         strict=True,
         context={"limits": limits or ValidationLimits.current()},
     )
+
+
+def parse_batch(
+    body: bytes | str, limits: ValidationLimits | None = None, max_items: int | None = None
+) -> list[Result] | None:
+    """Every result of an upload body ``{"results": [...]}`` in one strict JSON validation, or
+    ``None`` when the body, any item or the item count (over ``max_items``) is not right.
+
+    The fast path for a healthy probe: one pass over the raw bytes instead of decoding the body,
+    re-encoding each item and validating it alone. Whatever it accepts, ``parse_result`` accepts
+    item by item with the same result, so on ``None`` the caller judges each item with
+    ``parse_result`` to give its reason.
+    """
+    try:
+        upload = _upload_adapter(max_items).validate_json(
+            body, strict=True, context={"limits": limits or ValidationLimits.current()}
+        )
+    except ValueError:
+        return None
+    results: list[Result] = upload.results
+    return results
+
+
+@functools.lru_cache(maxsize=8)
+def _upload_adapter(max_items: int | None) -> TypeAdapter[Any]:
+    # The length limit makes an oversized batch fail before its items are validated.
+    upload = create_model(
+        "Upload",
+        __config__=ConfigDict(extra="forbid"),
+        results=(Annotated[list[Result], Field(max_length=max_items)], ...),
+    )
+    return TypeAdapter(upload)
 
 
 def unbounded_limits() -> ValidationLimits:

@@ -37,7 +37,7 @@ th{{background:#eef3f8}} td.num{{text-align:right}} .muted{{color:#777}}
 <h2>Đầu đo và kết quả gần nhất</h2>
 <table><tr><th>Đầu đo</th><th>Thôn</th><th>Nhà mạng</th><th>Truy nhập</th>
 <th>Liên lạc lần cuối</th><th>Tải xuống (Mb/s)</th><th>Tải lên (Mb/s)</th>
-<th>Độ trễ (ms)</th><th>Đo lúc</th></tr>{probes}</table>
+<th>Độ trễ trung vị (ms)</th><th>Đo lúc</th></tr>{probes}</table>
 </body></html>"""
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -343,3 +344,40 @@ def test_any_result_round_trips_through_influxdb(
 def test_the_model_refuses_targets_a_tag_cannot_carry(target: str) -> None:
     with pytest.raises(ValueError, match="target"):
         make(Kind.LATENCY, target=target)
+
+
+def _line_by_point(item: StoredResult, measurement: str) -> str:
+    """The same point built with influxdb-client's ``Point``: the oracle for our own builder."""
+    from influxdb_client import Point, WritePrecision
+
+    from server.storage.lineprotocol import datetime_to_ns
+
+    result = item.result
+    point = Point(measurement).time(datetime_to_ns(result.measured_at), WritePrecision.NS)
+    for key, tag in {
+        "probe": item.identity.probe_id, "hamlet": item.identity.hamlet,
+        "isp": item.identity.isp, "access": item.identity.access.value,
+        "engine": result.engine, "target": result.target,
+    }.items():  # fmt: skip
+        if tag:
+            point.tag(key, tag)
+    values = result.model_dump(mode="json")
+    for name, kind in field_types(type(result)).items():
+        if values[name] is None:
+            continue
+        value: Any = values[name]
+        if kind is FieldType.FLOAT:
+            value = float(value)
+        elif kind is FieldType.JSON:
+            value = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        point.field(name, value)
+    return str(point.to_line_protocol())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(item=stored_results())
+def test_our_line_is_byte_for_byte_what_influxdb_client_point_builds(item: StoredResult) -> None:
+    tags = [item.identity.hamlet, item.identity.isp, item.result.target or ""]
+    if not all(_representable(t) for t in tags):
+        return  # refused by check_tag_value (tested above)
+    assert result_to_line(item, item.kind.value) == _line_by_point(item, item.kind.value)
