@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_UPLOAD_S = 5.0
 
 
-class TestGate:
+class MeasurementGate:
     """Many ordinary tests at once, or one bandwidth test alone (a readers-writer lock that lets
     a waiting bandwidth test in before new ordinary tests, so it is never starved)."""
 
@@ -162,7 +162,7 @@ class Agent:
         self.creds = credentials
         self.key = key
         self.spool = spool
-        self.gate = TestGate()
+        self.gate = MeasurementGate()
         self.state = AgentState()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.uploader = Uploader(

@@ -133,7 +133,7 @@ class ProbeConfig(BaseSettings):
                 raise ValueError(f"{kind.value}: this agent cannot run it yet (it can: {runnable})")
             if entry.needs_targets and not schedule.targets:
                 raise ValueError(f"{kind.value}.targets: give at least one target")
-            if entry.engine == "tcp":
+            if (schedule.engine or entry.engine) == "tcp":
                 for target in schedule.targets:
                     split_host_port(target)
         return value

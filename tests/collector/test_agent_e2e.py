@@ -26,7 +26,12 @@ def agent_config(state_dir: Path, server: ServerProcess, **schedules: Any) -> di
         "schedules": schedules
         or {
             "heartbeat": {"every_s": 0.5, "timeout_s": 5},
-            "latency": {"every_s": 0.5, "timeout_s": 5, "targets": [f"127.0.0.1:{server.port}"]},
+            "latency": {
+                "every_s": 0.5,
+                "timeout_s": 5,
+                "engine": "tcp",
+                "targets": [f"127.0.0.1:{server.port}"],
+            },
         },
         "upload": {"every_s": 0.5, "backoff_min_s": 0.2, "backoff_max_s": 1.0, "timeout_s": 5},
         "log_level": "INFO",
