@@ -36,6 +36,7 @@ from server.registry import LAST_SEEN_FLUSH_S, Registry
 from server.schemas import ErrorReply, HealthReply
 from server.settings import Settings
 from server.storage.base import ResultStore
+from server.target.app import create_target_app
 from server.ui import index_page
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PROBE_PATHS = ("/api/v1/results", "/api/v1/heartbeat", "/api/v1/register")
 ADMIN_PREFIX = "/api/v1/admin/"
+#: Where the ingest server also serves the measurement target (``server/target``).
+TARGET_PREFIX = "/target/"
 #: Statuses aiohttp raises by itself (unknown route, wrong method, body over client_max_size...).
 _HTTP_CODES = {
     400: "bad_request", 404: "not_found", 405: "method_not_allowed",
@@ -252,4 +255,6 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     app.router.add_get("/api/v1/admin/probes/{probe_id}", get_probe)
     app.router.add_patch("/api/v1/admin/probes/{probe_id}", update_probe)
     app.router.add_get("/api/v1/admin/hamlets", list_hamlets)
+    # The bandwidth measurement target (also runnable alone: ``hamletnet-server target``).
+    app.add_subapp(TARGET_PREFIX, create_target_app())
     return app

@@ -11,6 +11,8 @@ from server.ratelimit import RateLimiter
 from server.registry import ProbeRecord, Registry
 from server.settings import Settings
 from server.storage.base import ResultStore
+from server.target.coordinator import SlotCoordinator
+from server.target.payload import Payload
 
 SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", Registry)
@@ -18,6 +20,9 @@ STORE = web.AppKey("store", ResultStore)
 LIMITER = web.AppKey("limiter", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
 PROBE_LOCKS = web.AppKey("probe_locks", dict[str, asyncio.Lock])
+#: The measurement target (server/target): its random payload and its slot coordinator.
+PAYLOAD = web.AppKey("payload", Payload)
+SLOTS = web.AppKey("slots", SlotCoordinator)
 
 #: Request-scoped: the authenticated probe (set by the auth middleware).
 PROBE = web.RequestKey("probe", ProbeRecord)

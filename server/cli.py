@@ -83,6 +83,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return asyncio.run(run_demo(port=args.port, once=args.once, data_dir=args.data_dir))
 
 
+def cmd_target(args: argparse.Namespace) -> int:
+    """The bandwidth measurement target alone (``server/target``), without storage or registry."""
+    from probes.registry import split_host_port
+    from server.target.app import create_target_app
+
+    _configure_logging("INFO")
+    try:
+        host, port = split_host_port(args.listen)
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}") from None
+    log.info("hamletnet measurement target %s on %s", __version__, args.listen)
+    web.run_app(create_target_app(), host=host, port=port, access_log=None,
+                print=lambda msg: log.info("%s", msg))  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hamletnet-server", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hamletnet {__version__}")
@@ -111,6 +127,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, help="keep the demo's data here (default: temp)")
     demo.add_argument("--once", action="store_true", help="feed results, print, and exit")
     demo.set_defaults(func=cmd_demo)
+
+    target = sub.add_parser("target", help="run only the bandwidth measurement target")
+    target.add_argument("--listen", default="0.0.0.0:8081", help="ADDR:PORT or [IPv6]:PORT")
+    target.set_defaults(func=cmd_target)
     return parser
 
 

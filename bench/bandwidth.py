@@ -1,0 +1,162 @@
+"""Bandwidth engines side by side in the network lab: ours (http), speedtest-cli, iperf3.
+
+    sudo .venv/bin/python bench/bandwidth.py [--rates 10,100,500,1000] [--duration 10]
+
+For each tbf rate (both directions shaped) and direction, on the same veth link: the http
+engine's figure, the speedtest engine's and iperf3's (same 3 streams and duration, ``--omit 1``),
+the ratio ours/iperf3, and each tool's CPU cost on the probe side in CPU-seconds per GB moved:
+
+- "transfer": what each tool measures of itself during its transfer (ours: ``cpu_percent`` over
+  the measured window; iperf3: ``cpu_utilization_percent.host_total``; speedtest: our engine's
+  ``cpu_percent`` around speedtest-cli's download/upload call);
+- "process": the whole client process by ``getrusage(RUSAGE_CHILDREN)`` deltas, start-up
+  (Python's imports, iperf3's control connection) included, over every byte it moved.
+
+The goal: |ours/iperf3 − 1| ≤ 1 % at every rate in both directions, and CPU per GB no higher
+than iperf3's. Prints figures; asserts nothing. Needs root (network namespaces, tc).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.lab.netns import Host, Lab, lab_available  # noqa: E402
+
+PYTHON = sys.executable
+SERVER, CLIENT = "198.18.5.2", "198.18.5.1"
+TARGET_PORT, IPERF_PORT = 8081, 5201
+STREAMS = 3
+
+
+@dataclass
+class Figure:
+    mbps: float | None
+    transfer_cpu_s_per_gb: float | None
+    process_cpu_s_per_gb: float | None
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def per_gb(cpu_percent: float | None, mbps: float | None) -> float | None:
+    """CPU-seconds per 10^9 bytes from a CPU share and a rate: (cpu% / 100) / (GB per second)."""
+    if cpu_percent is None or not mbps:
+        return None
+    return cpu_percent / 100 / (mbps / 8 / 1000)
+
+
+def run_timed(lab: Lab, host: Host, argv: list[str], timeout: float) -> tuple[str, float]:
+    before = children_cpu_s()
+    out = lab.run(host, *argv, check=False, timeout=timeout)
+    return out.stdout, children_cpu_s() - before
+
+
+def ours(lab: Lab, client: Host, direction: str, duration: int, engine: str) -> Figure:
+    argv = [PYTHON, "-m", "collector.cli", "measure", "bandwidth", "--engine", engine,
+            "--target", f"http://{SERVER}:{TARGET_PORT}", "--option", f"direction={direction}",
+            "--option", f"duration_s={duration}", "--json",
+            *(["--option", "slot=false"] if engine == "http" else [])]  # fmt: skip
+    stdout, cpu_s = run_timed(lab, client, argv, timeout=duration * 4 + 60)
+    result: dict[str, Any] = json.loads(stdout)
+    if result["status"] != "ok":
+        print(f"  {engine} {direction}: {result['error']}", file=sys.stderr)
+        return Figure(None, None, None)
+    mbps = result[f"{direction}_mbps"]
+    samples = result.get(f"{direction}_samples_mbps")
+    if samples:  # every byte the process moved, warm-up included
+        moved = sum(samples) * result["sample_interval_ms"] / 1000 * 1e6 / 8
+    else:
+        moved = result[f"{direction}_bytes"]
+    return Figure(mbps, per_gb(result["cpu_percent"], mbps), cpu_s / (moved / 1e9))
+
+
+def iperf3(lab: Lab, client: Host, direction: str, duration: int) -> Figure:
+    argv = ["iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-P", str(STREAMS), "-t",
+            str(duration), "-O", "1", "-i", "0.1", "-J",
+            *(["-R"] if direction == "download" else [])]  # fmt: skip
+    stdout, cpu_s = run_timed(lab, client, argv, timeout=duration + 30)
+    doc = json.loads(stdout)
+    if doc.get("error"):
+        print(f"  iperf3 {direction}: {doc['error']}", file=sys.stderr)
+        return Figure(None, None, None)
+    end = doc["end"]
+    mbps = end["sum_received"]["bits_per_second"] / 1e6
+    moved = sum(i["sum"]["bytes"] for i in doc["intervals"])
+    return Figure(mbps, per_gb(end["cpu_utilization_percent"]["host_total"], mbps),
+                  cpu_s / (moved / 1e9))  # fmt: skip
+
+
+def fmt(value: float | None, spec: str) -> str:
+    return format(value, spec) if value is not None else "—"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="10,100,500,1000", help="Mbit/s, comma-separated")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per test (default 10)")
+    parser.add_argument("--no-speedtest", action="store_true", help="skip speedtest-cli")
+    args = parser.parse_args()
+    why = lab_available()
+    if why:
+        print(why, file=sys.stderr)
+        return 2
+    rates = [int(r) for r in args.rates.split(",")]
+    with Lab() as lab:
+        client, server = lab.host("bbc"), lab.host("bbs")
+        if_client, if_server = lab.link(client, server, f"{CLIENT}/24", f"{SERVER}/24")
+        log = Path(tempfile.gettempdir()) / f"hamletnet-bench-bandwidth-{lab.tag}.log"
+        lab.popen(server, PYTHON, "-m", "server.cli", "target", "--listen",
+                  f"{SERVER}:{TARGET_PORT}", log=log)  # fmt: skip
+        lab.popen(server, "iperf3", "-s", "-p", str(IPERF_PORT), log=log)
+        time.sleep(2)
+        cpu_model = next(
+            (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
+             .splitlines() if line.startswith("model name")), "?",
+        )  # fmt: skip
+        print(f"# hamletnet bandwidth bench: {args.duration} s per test, {STREAMS} streams,"
+              f" veth + tbf both ways; CPU {cpu_model}; CPU-s/GB as transfer/process")  # fmt: skip
+        head = (
+            f"{'rate':>6} {'dir':<8} {'ours':>8} {'speedtest':>9} {'iperf3':>8} "
+            f"{'ours/iperf3':>11}  {'CPU ours':>11} {'CPU speedtest':>13} {'CPU iperf3':>11}"
+        )
+        print(head)
+        for rate in rates:
+            lab.shape(server, if_server, rate)
+            lab.shape(client, if_client, rate)
+            for direction in ("download", "upload"):
+                o = ours(lab, client, direction, args.duration, "http")
+                s = (
+                    Figure(None, None, None)
+                    if args.no_speedtest
+                    else ours(lab, client, direction, args.duration, "speedtest")
+                )
+                i = iperf3(lab, client, direction, args.duration)
+                ratio = o.mbps / i.mbps if o.mbps and i.mbps else None
+                cpus = [
+                    f"{fmt(f.transfer_cpu_s_per_gb, '.3f')}/{fmt(f.process_cpu_s_per_gb, '.2f')}"
+                    for f in (o, s, i)
+                ]
+                print(
+                    f"{rate:>6} {direction:<8} {fmt(o.mbps, '8.2f')} {fmt(s.mbps, '9.2f')}"
+                    f" {fmt(i.mbps, '8.2f')} {fmt(ratio, '11.4f')}"
+                    f"  {cpus[0]:>11} {cpus[1]:>13} {cpus[2]:>11}",
+                    flush=True,
+                )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

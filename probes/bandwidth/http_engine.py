@@ -1,0 +1,472 @@
+"""hamletnet's own bandwidth engine: N parallel TCP streams against a hamletnet target.
+
+Per direction (download, then upload): N connections (3 by default, SamKnows) carry one endless
+HTTP transfer each; the kernel's per-socket byte counters (TCP_INFO bytes_received, or
+bytes_acked for upload) are read every 100 ms; the warm-up ends by the rule in
+``throughput.warmup_end`` and the figure is the bytes of the next ``duration_s`` (10 s) ÷ their
+time (methodology.md adopt item 2; QCVN 34 §2.1.2.1's bytes ÷ time). The warm-up is recorded,
+its samples kept, and left out of the figure.
+
+Cheap per byte, so a Raspberry Pi can fill a gigabit: each stream is one thread in a tight
+system-call loop. Download discards with ``recv_into(buf, n, MSG_TRUNC)``: Linux drops TCP payload
+without copying it to user space (tcp(7)), so there is no per-byte work at all in Python. Upload
+sends with ``os.sendfile`` from an in-memory file of random bytes: zero-copy from page cache.
+Threads release the GIL in every system call, so N streams overlap.
+
+Around the transfers: a slot on the target (``slot.py``), idle latency (median of 5 TCP-connect
+RTTs) before, loaded latency (TCP-connect RTT every 200 ms, median, after the warm-up) during each
+direction, the process's CPU use over each measured window, and diagnosis from TCP_INFO.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from probes.bandwidth import cpu, params, slot, tcpinfo, throughput
+from probes.bandwidth.errors import BandwidthError
+from probes.bandwidth.link import link_speed_mbps
+from probes.models import BandwidthResult, FailureKind, Family
+from probes.stats import median
+
+Direction = Literal["download", "upload"]
+#: A socket address as getaddrinfo gives it: (host, port) or (host, port, flowinfo, scope_id).
+Address = tuple[str, int] | tuple[str, int, int, int]
+
+
+class HttpOptions(BaseModel):
+    """``--option`` / schedule ``options`` of the http engine."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    streams: int = Field(default=params.DEFAULT_STREAMS, ge=1, le=64)
+    duration_s: float = Field(default=params.DEFAULT_DURATION_S, ge=1, le=120)
+    warmup_max_s: float = Field(default=params.WARMUP_MAX_S, ge=0, le=30)
+    sample_interval_ms: float = Field(default=params.SAMPLE_INTERVAL_MS, ge=20, le=1000)
+    direction: Literal["both", "download", "upload"] = "both"
+    slot: bool = True
+    slot_wait_s: float = Field(default=params.DEFAULT_SLOT_WAIT_S, ge=0, le=3600)
+    line_rate_mbps: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _samples_fit_the_result(self) -> HttpOptions:
+        samples = (self.warmup_max_s + self.duration_s) * 1000 / self.sample_interval_ms
+        if samples > 1900:
+            raise ValueError(
+                f"warmup_max_s + duration_s = {self.warmup_max_s + self.duration_s} s at"
+                f" {self.sample_interval_ms} ms gives {samples:.0f} samples; at most 1900 fit"
+            )
+        return self
+
+
+def parse_options(options: object) -> HttpOptions:
+    try:
+        return HttpOptions.model_validate(options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'options'}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        )
+        raise BandwidthError(FailureKind.INTERNAL, f"http engine options: {problems}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """``http://HOST:PORT[/base]`` of a hamletnet measurement target."""
+
+    url: str
+    host: str
+    port: int
+    base_path: str
+
+    @classmethod
+    def parse(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise BandwidthError(
+                FailureKind.PROTOCOL,
+                f"target {url!r} must be http://HOST:PORT of a hamletnet target (the data path"
+                " is plain HTTP: random bytes need no secrecy, and TLS would cost the Pi its"
+                " zero-copy path)",
+            )
+        return cls(url.rstrip("/"), parts.hostname, parts.port or 80, parts.path.rstrip("/"))
+
+    def request_head(self, method: str, path: str, extra: str = "") -> bytes:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (
+            f"{method} {self.base_path}{path} HTTP/1.1\r\nHost: {host}:{self.port}\r\n"
+            f"User-Agent: hamletnet-probe\r\nCache-Control: no-store\r\n{extra}\r\n"
+        ).encode("ascii")
+
+
+@dataclass
+class _Stream:
+    """One TCP connection moving bytes one way, in its own thread."""
+
+    address: Address
+    family: socket.AddressFamily
+    direction: Direction
+    payload_fd: int
+    payload_size: int
+    sock: socket.socket | None = None
+    error: BaseException | None = None
+    _stopping: bool = False
+    _thread: threading.Thread | None = None
+
+    def connect(self, head: bytes) -> None:
+        """Blocking: connect, send the request head and, for a download, read the reply head."""
+        sock = socket.socket(self.family, socket.SOCK_STREAM)
+        self.sock = sock
+        sock.settimeout(params.CONNECT_TIMEOUT_S)
+        sock.connect(self.address)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head)
+        if self.direction == "download":
+            _read_reply_head(sock)
+        # Blocking from here on, with kernel-side stall timeouts (no poll() before each call).
+        sock.settimeout(None)
+        timeval = struct.pack("@ll", int(params.IO_TIMEOUT_S), 0)  # struct timeval, native longs
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        if self.direction == "download":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, params.RECV_LOWAT_BYTES)
+
+    def start(self) -> None:
+        target = self._receive if self.direction == "download" else self._send
+        self._thread = threading.Thread(target=self._run, args=(target,), daemon=True,
+                                        name=f"hamletnet-{self.direction}")  # fmt: skip
+        self._thread.start()
+
+    def _run(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except OSError as exc:
+            if not self._stopping:
+                self.error = exc
+
+    def _receive(self) -> None:
+        assert self.sock is not None
+        buffer = bytearray(params.RECV_BUFFER_BYTES)
+        size, recv_into, trunc = len(buffer), self.sock.recv_into, socket.MSG_TRUNC
+        while not self._stopping:
+            if recv_into(buffer, size, trunc) == 0:
+                if not self._stopping:
+                    self.error = ConnectionResetError("the target ended the download early")
+                return
+
+    def _send(self) -> None:
+        assert self.sock is not None
+        out, source, size = self.sock.fileno(), self.payload_fd, self.payload_size
+        chunk, sendfile, offset = params.SENDFILE_CHUNK_BYTES, os.sendfile, 0
+        while not self._stopping:
+            sent = sendfile(out, source, offset, min(chunk, size - offset))
+            offset = (offset + sent) % size
+
+    def counted_bytes(self) -> int:
+        """Bytes delivered so far: received by our TCP, or acknowledged by the target's."""
+        assert self.sock is not None
+        info = tcpinfo.read(self.sock)
+        return info.bytes_received if self.direction == "download" else info.bytes_acked
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout=params.IO_TIMEOUT_S + 1)
+        if self.sock is not None:
+            self.sock.close()
+
+
+def _read_reply_head(sock: socket.socket) -> None:
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise BandwidthError(FailureKind.PROTOCOL, "the target closed before replying")
+        head += chunk
+        if len(head) > params.MAX_HEAD_BYTES:
+            raise BandwidthError(FailureKind.PROTOCOL, "the target's reply head is too long")
+    status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or parts[1] != "200":
+        raise BandwidthError(
+            FailureKind.PROTOCOL,
+            f"the target answered {status_line!r} to a download: is it a hamletnet target?",
+        )
+
+
+@dataclass
+class DirectionResult:
+    throughput: throughput.Throughput
+    cpu_percent: float | None
+    loaded_latency_ms: float | None
+    infos: list[tcpinfo.TcpInfo]
+
+
+@dataclass
+class _Pinger:
+    """TCP-connect RTTs to the target every ``interval_s``, in the background of a transfer."""
+
+    address: Address
+    family: socket.AddressFamily
+    rtts: list[tuple[float, float]] = field(default_factory=list)
+
+    async def run(self, interval_s: float, started: float) -> None:
+        while True:
+            rtt = await connect_rtt_ms(self.address, self.family)
+            if rtt is not None:
+                self.rtts.append((time.perf_counter() - started, rtt))
+            await asyncio.sleep(interval_s)
+
+
+async def connect_rtt_ms(address: Address, family: socket.AddressFamily) -> float | None:
+    """One TCP handshake's time (SYN to SYN-ACK seen), ms; None when it did not complete."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        started = time.perf_counter_ns()
+        try:
+            async with asyncio.timeout(params.CONNECT_TIMEOUT_S):
+                await loop.sock_connect(sock, address)
+        except (OSError, TimeoutError):
+            return None
+        return (time.perf_counter_ns() - started) / 1e6
+
+
+class HttpEngine:
+    def __init__(self, target: Target, options: HttpOptions) -> None:
+        self.target = target
+        self.options = options
+
+    async def _resolve(self) -> tuple[socket.AddressFamily, Address]:
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(
+                self.target.host, self.target.port, type=socket.SOCK_STREAM
+            )
+        except socket.gaierror as exc:
+            raise BandwidthError(
+                FailureKind.DNS, f"cannot resolve {self.target.host!r}: {exc}"
+            ) from None
+        family, _, _, _, address = infos[0]
+        return family, address  # type: ignore[return-value]
+
+    async def measure(self, probe_id: str) -> BandwidthResult:
+        measured_at = datetime.now(UTC)
+        started = time.perf_counter()
+        family, address = await self._resolve()
+        link_speed = await asyncio.to_thread(link_speed_mbps, address[0])
+        payload_fd = os.memfd_create("hamletnet-upload")
+        try:
+            os.write(payload_fd, os.urandom(params.PAYLOAD_FILE_BYTES))
+            async with aiohttp.ClientSession() as session:
+                lease = None
+                if self.options.slot:
+                    lease = await slot.acquire(
+                        session, self.target.url, self._slot_s(), self.options.slot_wait_s
+                    )
+                try:
+                    idle = [await connect_rtt_ms(address, family)
+                            for _ in range(params.IDLE_LATENCY_COUNT)]  # fmt: skip
+                    idle_ms = [rtt for rtt in idle if rtt is not None]
+                    if not idle_ms:
+                        raise BandwidthError(
+                            FailureKind.UNREACHABLE, f"no TCP connection to {self.target.url}"
+                        )
+                    results: dict[Direction, DirectionResult] = {}
+                    for direction in self._directions():
+                        results[direction] = await self._transfer(
+                            direction, family, address, payload_fd, lease
+                        )
+                finally:
+                    ran_alone = (
+                        await slot.release(session, self.target.url, lease) if lease else None
+                    )
+        finally:
+            os.close(payload_fd)
+        return self._result(
+            probe_id, measured_at, time.perf_counter() - started, family, link_speed,
+            median(idle_ms), results, ran_alone,
+        )  # fmt: skip
+
+    def _directions(self) -> list[Direction]:
+        d = self.options.direction
+        return ["download", "upload"] if d == "both" else [d]
+
+    def _slot_s(self) -> float:
+        per_direction = self.options.warmup_max_s + self.options.duration_s + 2
+        return 5 + per_direction * len(self._directions())
+
+    async def _transfer(
+        self,
+        direction: Direction,
+        family: socket.AddressFamily,
+        address: Address,
+        payload_fd: int,
+        lease: slot.Lease | None,
+    ) -> DirectionResult:
+        opts = self.options
+        query = f"?{params.LEASE_PARAM}={lease.lease_id}" if lease else ""
+        if direction == "download":
+            head = self.target.request_head(
+                "GET", f"{params.DOWNLOAD_PATH}{query}{'&' if query else '?'}bytes="
+                f"{params.ENDLESS_BYTES}",
+            )  # fmt: skip
+        else:
+            head = self.target.request_head(
+                "POST", f"{params.UPLOAD_PATH}{query}",
+                "Content-Type: application/octet-stream\r\n"
+                f"Content-Length: {params.ENDLESS_BYTES}\r\n",
+            )  # fmt: skip
+        streams = [
+            _Stream(address, family, direction, payload_fd, params.PAYLOAD_FILE_BYTES)
+            for _ in range(opts.streams)
+        ]
+        pinger = _Pinger(address, family)
+        try:
+            try:
+                await asyncio.gather(*(asyncio.to_thread(s.connect, head) for s in streams))
+            except ConnectionRefusedError:
+                raise BandwidthError(
+                    FailureKind.REFUSED, f"{self.target.url} refused the {direction} streams"
+                ) from None
+            except TimeoutError:
+                raise BandwidthError(
+                    FailureKind.TIMEOUT, f"no connection to {self.target.url} within"
+                    f" {params.CONNECT_TIMEOUT_S} s for the {direction} streams",
+                ) from None  # fmt: skip
+            for s in streams:
+                s.start()
+            t0 = time.perf_counter()
+            pinging = asyncio.create_task(
+                pinger.run(params.LOADED_LATENCY_INTERVAL_S, t0), name="loaded-latency"
+            )
+            try:
+                readings, warmup, cpu_start, cpu_end = await self._sample(streams, t0)
+            finally:
+                pinging.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pinging
+            infos = [tcpinfo.read(s.sock) for s in streams if s.sock is not None]
+        finally:
+            for s in streams:
+                s.stop()
+            for s in streams:
+                await asyncio.to_thread(s.close)
+        result = throughput.summarize(readings, warmup)
+        warm_at = readings[warmup.index].at_s
+        loaded = [rtt for at, rtt in pinger.rtts if at >= warm_at]
+        return DirectionResult(result, cpu.cpu_percent(cpu_start, cpu_end), median(loaded), infos)
+
+    async def _sample(
+        self, streams: list[_Stream], t0: float
+    ) -> tuple[list[throughput.Reading], throughput.Warmup, cpu.CpuMark, cpu.CpuMark]:
+        opts = self.options
+        interval = opts.sample_interval_ms / 1000
+
+        def total() -> int:
+            return sum(s.counted_bytes() for s in streams)
+
+        readings = [throughput.Reading(0.0, total())]
+        warmup: throughput.Warmup | None = None
+        cpu_start = cpu.mark()
+        tick = 1
+        while True:
+            await asyncio.sleep(max(0.0, t0 + tick * interval - time.perf_counter()))
+            tick += 1
+            readings.append(throughput.Reading(time.perf_counter() - t0, total()))
+            failed = next((s.error for s in streams if s.error is not None), None)
+            if failed is not None:
+                raise BandwidthError(
+                    FailureKind.TIMEOUT if isinstance(failed, BlockingIOError | TimeoutError)
+                    else FailureKind.UNREACHABLE,
+                    f"a stream broke during the {streams[0].direction}: {failed}",
+                )  # fmt: skip
+            if warmup is None:
+                warmup = throughput.warmup_end(readings, max_s=opts.warmup_max_s)
+                if warmup is not None:
+                    cpu_start = cpu.mark()
+                continue
+            if readings[-1].at_s - readings[warmup.index].at_s >= opts.duration_s - interval / 2:
+                return readings, warmup, cpu_start, cpu.mark()
+
+    def _result(
+        self,
+        probe_id: str,
+        measured_at: datetime,
+        elapsed_s: float,
+        family: socket.AddressFamily,
+        link_speed: float | None,
+        idle_ms: float | None,
+        results: dict[Direction, DirectionResult],
+        ran_alone: bool | None,
+    ) -> BandwidthResult:
+        down, up = results.get("download"), results.get("upload")
+        cpus = [r.cpu_percent for r in results.values() if r.cpu_percent is not None]
+        cpu_max = max(cpus) if cpus else None
+        rtts_us = [i.min_rtt_us for r in results.values() for i in r.infos if i.min_rtt_us]
+        mss = up.infos[0].snd_mss if up and up.infos else (down.infos[0].rcv_mss if down else None)
+        return BandwidthResult(
+            result_id=uuid.uuid4(),
+            probe_id=probe_id,
+            measured_at=measured_at,
+            duration_ms=elapsed_s * 1000,
+            engine="http",
+            target=self.target.url,
+            family=Family.IPV6 if family == socket.AF_INET6 else Family.IPV4,
+            streams=self.options.streams,
+            download_mbps=down.throughput.mbps if down else None,
+            upload_mbps=up.throughput.mbps if up else None,
+            download_bytes=down.throughput.bytes if down else None,
+            upload_bytes=up.throughput.bytes if up else None,
+            download_duration_ms=down.throughput.seconds * 1000 if down else None,
+            upload_duration_ms=up.throughput.seconds * 1000 if up else None,
+            download_samples_mbps=down.throughput.samples_mbps if down else None,
+            upload_samples_mbps=up.throughput.samples_mbps if up else None,
+            download_warmup_ms=down.throughput.warmup_s * 1000 if down else None,
+            upload_warmup_ms=up.throughput.warmup_s * 1000 if up else None,
+            sample_interval_ms=self.options.sample_interval_ms,
+            idle_latency_ms=idle_ms,
+            loaded_latency_down_ms=down.loaded_latency_ms if down else None,
+            loaded_latency_up_ms=up.loaded_latency_ms if up else None,
+            cpu_percent=cpu_max,
+            cpu_limited=cpu.cpu_limited(cpu_max),
+            host_limited=_host_limited(up.infos, up.throughput.seconds) if up else None,
+            ran_alone=ran_alone,
+            link_speed_mbps=link_speed,
+            line_rate_mbps=self.options.line_rate_mbps,
+            mss_bytes=mss,
+            retrans_bytes=sum(i.bytes_retrans for i in up.infos) if up else None,
+            min_rtt_ms=min(rtts_us) / 1000 if rtts_us else None,
+        )  # fmt: skip
+
+
+def _host_limited(infos: list[tcpinfo.TcpInfo], seconds: float) -> bool | None:
+    """Upload only (our socket is the sender): RWndLimited + SndBufLimited over the streams'
+    mean busy time, > 10 % means the ends, not the path, held the test back (methodology.md adopt
+    item 2; ndt7's TCPInfo fields). The counters cover the whole connection, warm-up included."""
+    busy = [i.busy_time_us for i in infos if i.busy_time_us]
+    if not busy or seconds <= 0:
+        return None
+    limited = sum(i.rwnd_limited_us + i.sndbuf_limited_us for i in infos)
+    return limited / sum(busy) > params.HOST_LIMITED_FRACTION
