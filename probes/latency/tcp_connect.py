@@ -1,32 +1,106 @@
-"""TCP-connect RTT: the time from SYN to the completed handshake, measured from user space.
+"""TCP-connect RTT: the SYN to SYN-ACK round trip of a fresh connection per probe.
 
-Each sample opens a new connection and closes it at once; the time includes one round trip plus
-the local and remote kernels' SYN handling, which is why TCP-connect RTT sits a little above ICMP
-echo on the same path. Durations come from the monotonic clock.
+The RTT is the kernel's own measurement of the handshake, ``tcpi_rtt`` from ``TCP_INFO`` right
+after ``connect`` completes: on an active open the SYN-ACK gives the connection's first RTT
+sample, in microseconds, timed inside the kernel (tcp(7); ``tcp_rtt_estimator`` seeds
+``srtt`` with the first sample), so event-loop wake-ups stay out. Where that sample is missing (the
+SYN was retransmitted, and Karn's rule forbids timing it) the user-space connect time from the
+monotonic clock is used instead, as a user would have waited it. The host is resolved once per
+test; the first connect is a warm-up and discarded, like the ICMP engine's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
-import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from probes.models import FailureKind, Family, LatencyResult, Status
-from probes.stats import jitter_masd, mean, median
+from probes.latency.address import resolve, split_host_port
+from probes.latency.options import LatencyOptions
+from probes.latency.summary import latency_result
+from probes.models import FailureKind, Family, LatencyResult
+
+#: ``struct tcp_info`` (linux/tcp.h): tcpi_rtt (us) at byte 68, tcpi_total_retrans at byte 100.
+TCP_INFO_BYTES = 104
+_RTT = struct.Struct("=I")
+_RTT_OFFSET = 68
+_TOTAL_RETRANS_OFFSET = 100
 
 
-async def _connect_once(host: str, port: int, timeout_s: float) -> float | None:
-    started = time.perf_counter_ns()
+def handshake_rtt_ms(tcp_info: bytes, connect_ns: int) -> float:
+    """The kernel's handshake RTT from ``TCP_INFO`` bytes, else the user-space connect time."""
+    if len(tcp_info) >= TCP_INFO_BYTES:
+        (rtt_us,) = _RTT.unpack_from(tcp_info, _RTT_OFFSET)
+        (retrans,) = _RTT.unpack_from(tcp_info, _TOTAL_RETRANS_OFFSET)
+        if rtt_us and not retrans:
+            return float(rtt_us) / 1000
+    return connect_ns / 1e6
+
+
+async def connect_once(address: str, port: int, family: Family, wait_s: float) -> float:
+    """One handshake's RTT in ms; raises ``TimeoutError`` or ``OSError`` when it fails."""
+    af = socket.AF_INET if family is Family.IPV4 else socket.AF_INET6
+    with socket.socket(af, socket.SOCK_STREAM) as sock:
+        sock.setblocking(False)
+        started = time.perf_counter_ns()
+        async with asyncio.timeout(wait_s):
+            await asyncio.get_running_loop().sock_connect(sock, (address, port))
+        elapsed = time.perf_counter_ns() - started
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCP_INFO_BYTES)
+        return handshake_rtt_ms(info, elapsed)
+
+
+async def measure(
+    probe_id: str, targets: Sequence[str], options: LatencyOptions
+) -> list[LatencyResult]:
+    """One result per ``HOST:PORT`` target, the targets one after another."""
+    for target in targets:
+        split_host_port(target)  # refuse a bad target before measuring anything
+    return [await _measure_one(probe_id, target, options) for target in targets]
+
+
+async def _measure_one(probe_id: str, target: str, options: LatencyOptions) -> LatencyResult:
+    measured_at, started = datetime.now(UTC), time.perf_counter_ns()
+    host, port = split_host_port(target)
+    family = options.family
+    resolve_ms: float | None = None
+    series: list[float | None] = []
+    errors: list[BaseException] = []
     try:
-        async with asyncio.timeout(timeout_s):
-            _, writer = await asyncio.open_connection(host, port)
-    except (TimeoutError, OSError):
-        return None
-    elapsed_ms = (time.perf_counter_ns() - started) / 1e6
-    writer.close()
-    await writer.wait_closed()
-    return elapsed_ms
+        address, family, resolve_ms = await resolve(host, options.family)
+    except socket.gaierror as exc:
+        return latency_result(
+            probe_id, method="tcp", target=target, family=family, series=series,
+            measured_at=measured_at, started_ns=started,
+            failure=(FailureKind.DNS, f"cannot resolve {host!r}: {exc.strerror}"),
+        )  # fmt: skip
+    start = time.monotonic()
+    for i in range(options.count + 1):  # probe 0 is the warm-up
+        if i:
+            await asyncio.sleep(max(0.0, start + i * options.interval_s - time.monotonic()))
+        try:
+            rtt: float | None = await connect_once(address, port, family, options.wait_s)
+        except (TimeoutError, OSError) as exc:
+            rtt = None
+            errors.append(exc)
+        if i:
+            series.append(rtt)
+    failure: tuple[FailureKind, str] | None = None
+    if errors and all(r is None for r in series):
+        last = errors[-1]
+        kind = (
+            FailureKind.REFUSED if isinstance(last, ConnectionRefusedError)
+            else FailureKind.TIMEOUT if isinstance(last, TimeoutError)
+            else FailureKind.UNREACHABLE
+        )  # fmt: skip
+        failure = (kind, f"no TCP connection to {target}: {type(last).__name__} {last}".strip())
+    return latency_result(
+        probe_id, method="tcp", target=target, family=family, series=series,
+        measured_at=measured_at, started_ns=started, failure=failure, resolve_ms=resolve_ms,
+    )  # fmt: skip
 
 
 async def measure_tcp_connect(
@@ -38,36 +112,7 @@ async def measure_tcp_connect(
     interval_s: float = 0.2,
     timeout_s: float = 2.0,
 ) -> LatencyResult:
-    """``count`` connects to ``host:port``; lost samples count as loss and carry no RTT."""
-    measured_at = datetime.now(UTC)
-    started = time.perf_counter_ns()
-    rtts: list[float] = []
-    for i in range(count):
-        if i:
-            await asyncio.sleep(interval_s)
-        rtt = await _connect_once(host, port, timeout_s)
-        if rtt is not None:
-            rtts.append(rtt)
-    failed = not rtts
-    return LatencyResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter_ns() - started) / 1e6,
-        engine="tcp",
-        method="tcp",
-        target=f"{host}:{port}",
-        family=Family.IPV6 if ":" in host else Family.IPV4,
-        sent=count,
-        received=len(rtts),
-        loss_pct=100.0 * (count - len(rtts)) / count if count else None,
-        rtt_min_ms=min(rtts, default=None),
-        rtt_median_ms=median(rtts),
-        rtt_mean_ms=mean(rtts),
-        rtt_max_ms=max(rtts, default=None),
-        jitter_ms=jitter_masd(rtts),
-        rtts_ms=rtts,
-        status=Status.FAILED if failed else Status.OK,
-        failure_kind=FailureKind.UNREACHABLE if failed else None,
-        error=f"no TCP connection to {host}:{port} in {count} tries" if failed else None,
-    )
+    """``count`` connects to ``host:port`` (the demo's entry; the registry uses ``measure``)."""
+    options = LatencyOptions(count=count, interval_s=interval_s, wait_s=timeout_s)
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return await _measure_one(probe_id, target, options)
