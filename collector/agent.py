@@ -236,12 +236,12 @@ class Agent:
                     log.exception("%s test failed unexpectedly", kind.value)
                 self.state.last_errors[kind.value] = message
                 elapsed = (time.perf_counter() - started) * 1000
+                engine = schedule.engine or entry.engine
                 return [
                     failed_result(
-                        kind, self.creds.probe_id, entry.engine, failure, message, measured_at,
-                        elapsed,
+                        kind, self.creds.probe_id, engine, failure, message, measured_at, elapsed
                     )
-                ]  # fmt: skip
+                ]
 
     async def _heartbeat(self) -> ResultBase:
         depth: int | None = None

@@ -94,24 +94,32 @@ async def _measure_once(kind: Kind, args: argparse.Namespace) -> Any:
     entry = PROBES.get(kind)
     if entry is None:
         raise CollectorError(f"this agent cannot measure {kind.value} yet")
-    if not args.target:
+    if entry.needs_targets and not args.target:
         raise CollectorError(f"measure {kind.value} needs --target")
     options: dict[str, Any] = {}
     for item in args.option or []:
         name, sep, value = item.partition("=")
         if not sep:
             raise CollectorError(f"--option {item!r} must be NAME=VALUE")
-        options[name] = yaml.safe_load(value)  # 3 -> int, 1.5 -> float, true -> bool
+        try:
+            options[name] = yaml.safe_load(value)  # 3 -> int, 1.5 -> float, true -> bool
+        except yaml.YAMLError:  # not YAML but a plain value, e.g. "[2001:db8::53]:53"
+            options[name] = value
     spec = ProbeSpec(
         probe_id=probe_id,
-        targets=[args.target],
+        targets=[args.target] if args.target else [],
         timeout_s=args.timeout,
         engine=args.engine,
         options=options,
     )
     async with asyncio.timeout(args.timeout):
-        (result,) = await entry.run(spec)
-    return result
+        results = await entry.run(spec)
+    if len(results) != 1:  # prints one object: dns gives one per resolver, name and type
+        raise CollectorError(
+            f"measure {kind.value} gave {len(results)} results and prints one: narrow it down"
+            " (dns: --option qtypes=A --option resolvers=IP)"
+        )
+    return results[0]
 
 
 def cmd_measure(args: argparse.Namespace) -> int:
@@ -201,7 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     measure = sub.add_parser("measure", help="run one test now and print its result")
     measure.add_argument("kind", choices=[Kind.HEARTBEAT.value, *(k.value for k in PROBES)])
-    measure.add_argument("--target", help="what to measure against (latency: HOST:PORT)")
+    measure.add_argument(
+        "--target",
+        help="what to measure against (latency: HOST for icmp, HOST:PORT for tcp, URL for http;"
+        " dns: a name; cellular: optional modem index)",
+    )
     measure.add_argument("--probe-id", default="local", help="probe id to put in the result")
     measure.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
     measure.add_argument("--engine", help="engine of the kind (default: the kind's default)")

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -99,6 +99,9 @@ class ServerProcess:
 class AgentProcess:
     """``hamletnet-probe run`` with a configuration written for the test."""
 
+    #: Every agent started, so a fixture can make sure none outlives its test.
+    started: ClassVar[list[AgentProcess]] = []
+
     def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
         self.state_dir = Path(config["state_dir"])
         self.config = workdir / "probe.yaml"
@@ -118,6 +121,7 @@ class AgentProcess:
                 [sys.executable, "-m", "collector.cli", "--config", str(self.config), "run"],
                 cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
+        AgentProcess.started.append(self)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
