@@ -156,3 +156,39 @@ def test_arbitrary_payloads_fail_only_with_a_value_error(
         assert explain(exc)
     else:
         assert parse_result(json.loads(result.model_dump_json()), LIMITS) == result
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    items=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(EXAMPLES)),
+            st.dictionaries(
+                st.sampled_from(["download_mbps", "sent", "received", "engine", "schema_version",
+                                 "status", "x"]),
+                json_values,
+                max_size=2,
+            ),
+        ),
+        max_size=5,
+    )
+)  # fmt: skip
+def test_the_one_pass_batch_path_agrees_with_item_by_item(
+    items: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """Whatever ``parse_batch`` accepts, ``parse_result`` accepts item by item, identically; when
+    any item is bad, ``parse_batch`` declines and the server judges items one by one."""
+    from probes.models import parse_batch
+
+    bodies = [dict(EXAMPLES[kind], **mutation) for kind, mutation in items]
+    one_pass = parse_batch(json.dumps({"results": bodies}), LIMITS, max_items=1000)
+    singles = []
+    for body in bodies:
+        try:
+            singles.append(parse_result(json.loads(json.dumps(body)), LIMITS))
+        except ValueError:
+            singles.append(None)
+    if one_pass is None:
+        assert None in singles
+    else:
+        assert one_pass == singles
