@@ -255,6 +255,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     app.router.add_get("/api/v1/admin/probes/{probe_id}", get_probe)
     app.router.add_patch("/api/v1/admin/probes/{probe_id}", update_probe)
     app.router.add_get("/api/v1/admin/hamlets", list_hamlets)
-    # The bandwidth measurement target (also runnable alone: ``hamletnet-server target``).
-    app.add_subapp(TARGET_PREFIX, create_target_app())
+    if settings.serve_target:
+        # The bandwidth measurement target (usually alone: ``hamletnet-server target``).
+        app.add_subapp(TARGET_PREFIX, create_target_app())
     return app

@@ -111,6 +111,12 @@ class Settings(BaseSettings):
         default=None, description="Store results in InfluxDB; unset means embedded SQLite."
     )
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    serve_target: bool = Field(
+        default=False,
+        description="Also serve the bandwidth measurement target at /target/. Like any speed-test"
+        " server it is public (speedtest-cli and browsers carry no token), so it is off unless"
+        " asked for; the usual place for it is 'hamletnet-server target' on its own machine.",
+    )
     hamlets: list[HamletSettings] = Field(default_factory=list)
     example_probes: list[ExampleProbe] = Field(default_factory=list)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -26,7 +26,9 @@ def test_a_bad_listen_address_exits_2_naming_it() -> None:
 async def test_the_ingest_server_serves_the_target(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], tmp_path: Path
 ) -> None:
-    client = await aiohttp_client(create_app(make_settings(tmp_path)))
+    off = await aiohttp_client(create_app(make_settings(tmp_path / "off")))
+    assert (await off.get("/target/download", params={"bytes": "1000"})).status == 404
+    client = await aiohttp_client(create_app(make_settings(tmp_path, serve_target=True)))
     index = await client.get("/target/")
     assert 'upload_extension: "php"' in await index.text()
     download = await client.get("/target/download", params={"bytes": "100000"})
