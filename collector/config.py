@@ -6,16 +6,20 @@ Validated with pydantic, unknown keys refused, and every error names its key
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from collector.errors import ConfigError
+from probes.config_file import (
+    ConfigFileError,
+    explain_by_key,
+    read_mapping,
+    unknown_environment,
+)
 from probes.models import Kind
 
 ENV_PREFIX = "HAMLETNET_PROBE_"
@@ -173,47 +177,18 @@ class ProbeConfig(BaseSettings):
         return self.state_dir / "status.json"
 
 
-def _format(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid probe configuration ({origin}):"]
-    for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against config/probe.example.yaml)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
 def load_config(path: Path | None = None, **overrides: Any) -> ProbeConfig:
     """Read ``path`` if given, apply ``HAMLETNET_PROBE_*`` variables, validate."""
-    data: dict[str, Any] = {}
-    origin = "environment"
-    if path is not None:
-        origin = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
-        data = loaded
-        if isinstance(data.get("state_dir"), str):
-            data["state_dir"] = str((path.parent / data["state_dir"]).resolve())
+    try:
+        data = read_mapping(path, path_keys=["state_dir"]) if path is not None else {}
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from exc
     data.update(overrides)
-    unknown = sorted(
-        name
-        for name in os.environ
-        if name.upper().startswith(ENV_PREFIX)
-        and name.upper().removeprefix(ENV_PREFIX).split("__")[0].lower()
-        not in ProbeConfig.model_fields
-    )
+    unknown = unknown_environment(ENV_PREFIX, ProbeConfig.model_fields)
     if unknown:
-        raise ConfigError(f"unknown environment variable(s) {', '.join(unknown)}: no such setting")
+        raise ConfigError(unknown)
     try:
         return ProbeConfig(**data)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, origin)) from exc
+        title = f"invalid probe configuration ({path or 'environment'}):"
+        raise ConfigError(explain_by_key(exc, title, "config/probe.example.yaml")) from exc

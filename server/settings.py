@@ -7,12 +7,10 @@ every error names the key it is about (blackbox_exporter's config tests are the 
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +18,12 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from probes.config_file import (
+    ConfigFileError,
+    explain_by_key,
+    read_mapping,
+    unknown_environment,
+)
 from probes.models import Access, Identifier, Kind
 from server.errors import ConfigError
 
@@ -150,53 +154,19 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def _format_errors(exc: ValidationError, origin: str) -> str:
-    lines = [f"invalid configuration ({origin}):"]
-    for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against the configuration reference)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
-
-
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables, validate; ``ConfigError``
     names every bad key."""
-    data: dict[str, Any] = {}
-    origin = "environment"
-    if path is not None:
-        origin = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{path} must hold a mapping of settings at the top level")
-        data = loaded
-        # Relative paths in the file are relative to the file, not to the working directory.
-        if "data_dir" in data and isinstance(data["data_dir"], str):
-            data["data_dir"] = str((path.parent / data["data_dir"]).resolve())
+    try:
+        data = read_mapping(path, path_keys=["data_dir"]) if path is not None else {}
+    except ConfigFileError as exc:
+        raise ConfigError(str(exc)) from exc
     data.update(overrides)
-    unknown = sorted(
-        name
-        for name in os.environ
-        if name.upper().startswith(ENV_PREFIX)
-        and not name.upper().startswith(PROBE_ENV_PREFIX)
-        and name.upper().removeprefix(ENV_PREFIX).split("__")[0].lower()
-        not in Settings.model_fields
-    )
+    unknown = unknown_environment(ENV_PREFIX, Settings.model_fields, ignore=[PROBE_ENV_PREFIX])
     if unknown:
-        raise ConfigError(
-            f"unknown environment variable(s) {', '.join(unknown)}: no such setting"
-            " (check the spelling against the configuration reference)"
-        )
+        raise ConfigError(unknown)
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(exc, origin)) from exc
+        title = f"invalid configuration ({path or 'environment'}):"
+        raise ConfigError(explain_by_key(exc, title, "the configuration reference")) from exc

@@ -1,0 +1,74 @@
+"""Reading a YAML settings file and explaining validation errors by key.
+
+Shared by the probe agent's and the server's configuration (``collector/config.py``,
+``server/settings.py``), which keep their own models and error types and translate
+``ConfigFileError`` into them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+
+class ConfigFileError(ValueError):
+    """The file cannot be read, is not YAML, or does not hold a mapping; the message says which."""
+
+
+def read_mapping(path: Path, path_keys: Iterable[str] = ()) -> dict[str, Any]:
+    """The top-level mapping of a YAML file; the values of ``path_keys`` that are relative paths
+    are made relative to the file, not to the working directory."""
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigFileError(f"cannot read configuration file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigFileError(f"{path} must hold a mapping of settings at the top level")
+    for key in path_keys:
+        if isinstance(loaded.get(key), str):
+            loaded[key] = str((path.parent / loaded[key]).resolve())
+    return loaded
+
+
+def unknown_environment(
+    prefix: str, known: Iterable[str], ignore: Iterable[str] = ()
+) -> str | None:
+    """A message naming every ``PREFIX*`` environment variable that is no setting, or None.
+
+    pydantic-settings ignores such variables; a misspelt one would silently change nothing.
+    """
+    fields, skipped = set(known), tuple(p.upper() for p in ignore)
+    unknown = sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith(prefix)
+        and not name.upper().startswith(skipped)
+        and name.upper().removeprefix(prefix).split("__")[0].lower() not in fields
+    )
+    if not unknown:
+        return None
+    return (
+        f"unknown environment variable(s) {', '.join(unknown)}: no such setting"
+        " (check the spelling against the configuration reference)"
+    )
+
+
+def explain_by_key(exc: ValidationError, title: str, reference: str) -> str:
+    """One line per error, led by the dotted key it is about (``limits.burst: ...``)."""
+    lines = [title]
+    for err in exc.errors(include_url=False):
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key (check its spelling against {reference})"
+        lines.append(f"  {key}: {msg}")
+    return "\n".join(lines)
