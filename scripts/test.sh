@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what the tests need (Debian's influxdb, iperf3, ping, unbound,
-# tayga, the Python dev extras), lints, type-checks, then runs pytest. Needs root (or sudo) for apt and for
-# the network-namespace lab tests. Its last line is pytest's summary.
+# tayga, the Python dev extras), lints, type-checks, then runs pytest. Needs root (or sudo) for
+# apt and for the network-namespace lab tests. Its last line is pytest's summary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The lab's tools (ip, tc, sysctl, unbound, tayga) live in sbin, which a non-login PATH may lack.
