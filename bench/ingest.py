@@ -38,14 +38,18 @@ from typing import Any
 import aiohttp
 import yaml
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import TypeAdapter
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from probes.models import Access, ValidationLimits, parse_result, unbounded_limits  # noqa: E402
-from probes.signing import canonical_bytes, new_private_key, public_key_text  # noqa: E402
+from probes.signing import (  # noqa: E402
+    canonical_bytes,
+    canonical_time,
+    new_private_key,
+    public_key_text,
+)
 from server.storage.base import ProbeIdentity, StoredResult  # noqa: E402
 from server.storage.lineprotocol import result_to_line  # noqa: E402
 from tests.influxd import Influxd, free_port  # noqa: E402
@@ -73,15 +77,14 @@ _WINDOW_US = int(WINDOW / timedelta(microseconds=1))
 _MARK = "@@placeholder@@"
 _SAMPLE_ID = "00000000-0000-4000-8000-000000000000"
 _SAMPLE_AT = datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)
-_JSON_TIME: TypeAdapter[datetime] = TypeAdapter(datetime)
 
 #: One result as sent: (variant index, result_id, measured_at, signature).
 Sent = tuple[int, str, str, str]
 
 
 def _json_time(value: datetime) -> str:
-    """A UTC time as the models dump it in JSON mode (what the canonical form holds)."""
-    return str(_JSON_TIME.dump_python(value.astimezone(UTC), mode="json"))
+    """A time as the canonical form holds it (docs/canonical-form.md)."""
+    return canonical_time(value)
 
 
 @dataclass

@@ -15,6 +15,9 @@ command -v ping >/dev/null || need+=(iputils-ping)
 command -v ip >/dev/null || need+=(iproute2)
 command -v unbound >/dev/null || need+=(unbound)
 command -v tayga >/dev/null || need+=(tayga)  # the IPv6 lab's NAT64 (tests/lab/ipv6_lab.py)
+# Second implementations the signature test vectors are checked with (tests/probes/vectors/).
+command -v openssl >/dev/null || need+=(openssl)
+command -v node >/dev/null || need+=(nodejs)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
