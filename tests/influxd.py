@@ -43,8 +43,10 @@ def free_port() -> int:
 class Influxd:
     """One ``influxd`` process with its own temporary meta, data and WAL directories."""
 
-    def __init__(self, *, auth_enabled: bool = False) -> None:
+    def __init__(self, *, auth_enabled: bool = False, max_row_limit: int = 0) -> None:
+        """``max_row_limit`` > 0 makes influxd cut longer query replies short (``partial``)."""
         self.auth_enabled = auth_enabled
+        self.max_row_limit = max_row_limit
         self.url = ""
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -81,6 +83,7 @@ class Influxd:
                 http=f"127.0.0.1:{http_port}",
                 rpc=f"127.0.0.1:{rpc_port}",
                 auth="true" if self.auth_enabled else "false",
+                max_row_limit=self.max_row_limit,
             ),
             encoding="utf-8",
         )
@@ -141,6 +144,12 @@ class Influxd:
         self.query(f"CREATE USER {user} WITH PASSWORD '{quoted}' WITH ALL PRIVILEGES")
         self.admin = (user, password)
 
+    def http_stats(self) -> dict[str, int]:
+        """influxd's own counters of its HTTP service (``SHOW STATS FOR 'httpd'``): ``queryReq``,
+        ``writeReq``, ``pointsWrittenOK``... The call itself counts as one ``queryReq``."""
+        (series,) = self.query("SHOW STATS FOR 'httpd'")["results"][0]["series"]
+        return dict(zip(series["columns"], series["values"][0], strict=True))
+
     def new_database_name(self) -> str:
         """A database name no other test uses (the adapter creates it on start)."""
         return f"test_{uuid.uuid4().hex[:16]}"
@@ -189,6 +198,7 @@ bind-address = "{rpc}"
   bind-address = "{http}"
   auth-enabled = {auth}
   log-enabled = false
+  max-row-limit = {max_row_limit}
 
 [continuous_queries]
   enabled = false

@@ -43,15 +43,31 @@ class WriteOutcome(StrEnum):
     DUPLICATE = "duplicate"
 
 
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """The store will not keep this item, for a reason about the item itself (the database's own
+    words where it gave them): retrying it cannot help, so the probe quarantines it."""
+
+    reason: str
+
+
+#: What ``ResultStore.write`` says about one item.
+ItemWrite = WriteOutcome | Refused
+
+
 @runtime_checkable
 class ResultStore(Protocol):
     """Where results live.
 
     ``write`` is all or nothing for the outcomes it reports: it returns one outcome per item, in
     order, only once every accepted item is durably stored; otherwise it raises
-    ``server.errors.StorageUnavailable`` and the caller reports nothing as accepted. A result whose
-    ``result_id`` is already stored (or appears earlier in the same call) is a ``DUPLICATE`` and is
-    not stored again.
+    ``server.errors.StorageUnavailable`` (the database is unavailable) and the caller reports
+    nothing as accepted. Every accepted result is kept on its own, however many share its
+    ``measured_at``. A result whose ``result_id`` is already stored (or appears earlier in the same
+    call) with the same content is a ``DUPLICATE`` and is not stored again; with other content it
+    is ``Refused`` (a re-used id must not hide a second measurement). An item the database itself
+    refuses (outside a retention policy, a field type conflict) is ``Refused`` with its reason,
+    and the other items are still stored.
     """
 
     name: str
@@ -65,7 +81,7 @@ class ResultStore(Protocol):
     async def check(self) -> None:
         """Prove the store answers now (for ``/healthz``). Raises ``StorageUnavailable``."""
 
-    async def write(self, items: Sequence[StoredResult]) -> list[WriteOutcome]: ...
+    async def write(self, items: Sequence[StoredResult]) -> list[ItemWrite]: ...
 
     async def query(
         self,

@@ -2,25 +2,31 @@
 
 InfluxDB 1.x serves this API natively; 2.x and 3.x serve it for compatibility (with
 ``Authorization: Token``). One measurement per result kind, one point per result; the point
-layout is ``lineprotocol``'s. InfluxDB has no unique keys, so ``write`` asks the database which
-``result_id`` values it already holds before writing.
+layout is ``lineprotocol``'s. InfluxDB has no unique keys and a point is only its series and
+timestamp, so a ``ledger`` beside it says which ``result_id`` values are stored and gives each
+result a nanosecond timestamp of its own within the microsecond of its ``measured_at``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import enum
 import json
 import logging
 import re
+import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from probes.models import Kind
+from probes.models import DEFAULT_MAX_RESULT_AGE, Kind
 from server.errors import ConfigError, StorageUnavailable
-from server.storage.base import StoredResult, WriteOutcome
+from server.storage.base import ItemWrite, Refused, StoredResult, WriteOutcome
+from server.storage.ledger import Entry, Ledger, Write, content_hash
 from server.storage.lineprotocol import TAG_KEYS, datetime_to_ns, result_to_line, row_to_result
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,53 @@ _MEASUREMENT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 # How much of an error reply goes into a message.
 _MAX_ERROR_CHARS = 500
+
+# Query replies larger than this are parsed in a worker thread, off the event loop.
+_PARSE_INLINE_BYTES = 64 * 1024
+_CONVERT_INLINE_ROWS = 64
+
+#: Ledger rows are kept this long past the oldest ``measured_at`` the server accepts: results
+#: older than that are refused before they reach the store, so their rows can no longer matter.
+LEDGER_MARGIN = timedelta(days=2)
+_PRUNE_EVERY_S = 3600.0
+# The ledger is rebuilt from the database in windows of this length (halved on a truncated reply).
+_REBUILD_WINDOW = timedelta(days=1)
+
+
+class WriteVerdict(enum.Enum):
+    """What one ``/write`` reply says about the points it carried."""
+
+    WRITTEN = "written"  # every point is stored
+    REFUSED = "refused"  # the database refused some or all points for a reason about them
+    UNAVAILABLE = "unavailable"  # nothing can be said of the points; try again later
+
+
+def classify_write_reply(status: int, body: bytes) -> tuple[WriteVerdict, str]:
+    """The verdict on a ``/write`` reply and the database's words for it: the one place that
+    reads InfluxDB's write statuses.
+
+    InfluxDB 1.x answers 400 when it refused points for a reason retrying cannot cure, and
+    still stores the others: ``partial write: points beyond retention policy dropped=N``, a
+    field type conflict, a line it cannot parse, ``max-values-per-tag`` (``services/httpd/
+    handler.go``, ``serveWrite``). It does not say which points. 413 (body over
+    ``max-body-size``) is a refusal of this body's size, cured by sending fewer points. Everything
+    else (401/403, a missing database, 5xx) means the database cannot take writes now.
+    """
+    if 200 <= status < 300:
+        return WriteVerdict.WRITTEN, ""
+    text = _error_text(body)
+    if status in (400, 413):
+        return WriteVerdict.REFUSED, f"InfluxDB refused it (HTTP {status}): {text}"
+    if status in (401, 403):
+        return WriteVerdict.UNAVAILABLE, (
+            f"authentication failed (HTTP {status}: {text});"
+            " check the InfluxDB username and password, or the token"
+        )
+    return WriteVerdict.UNAVAILABLE, f"HTTP {status}: {text}"
+
+
+class _Truncated(StorageUnavailable):
+    """InfluxDB cut a query reply short (``partial``: its ``max-row-limit``)."""
 
 
 def quote_ident(name: str) -> str:
@@ -60,7 +113,12 @@ class InfluxStore:
         measurements: Mapping[Kind, str] | None = None,
         timeout_s: float = 10.0,
         create_database: bool = True,
+        ledger_path: Path | str | None = None,
+        max_result_age: timedelta = DEFAULT_MAX_RESULT_AGE,
     ) -> None:
+        """``ledger_path`` is the ledger's SQLite file (the server keeps it in its data
+        directory); None keeps it in memory and rebuilds it from the database at each start.
+        ``max_result_age`` is the oldest ``measured_at`` the server accepts."""
         if not url.startswith(("http://", "https://")):
             raise ConfigError(f"InfluxDB url {url!r} must start with http:// or https://")
         if not database:
@@ -98,6 +156,13 @@ class InfluxStore:
         elif token is not None:  # InfluxDB 1.8+, 2.x and 3.x compatibility API
             self._headers["Authorization"] = f"Token {token}"
         self._session: aiohttp.ClientSession | None = None
+        self._ledger = Ledger(Path(ledger_path) if ledger_path is not None else None)
+        self._ledger_keep = max_result_age + LEDGER_MARGIN
+        self._pruned_at: float | None = None
+        # The ledger is checked against the database before the first write (not at start: the
+        # database may be missing or refuse our credentials until then, as /ping does not).
+        self._ledger_checked = False
+        self._ledger_lock = asyncio.Lock()
 
     def __repr__(self) -> str:  # never the credentials
         return f"InfluxStore({self._url!r}, {self._database!r})"
@@ -107,6 +172,7 @@ class InfluxStore:
             return
         self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self._headers)
         try:
+            await self._ledger.open()
             version = await self._ping()
             if self._create_database:
                 # Idempotent: creating a database that exists changes nothing.
@@ -125,61 +191,95 @@ class InfluxStore:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
+        await self._ledger.close()
+        self._ledger_checked = False  # an in-memory ledger is gone with it
 
     async def check(self) -> None:
         await self._ping()
 
-    async def write(self, items: Sequence[StoredResult]) -> list[WriteOutcome]:
-        """Ask InfluxDB which result ids it holds, then write the others in one ``/write``.
+    async def write(self, items: Sequence[StoredResult]) -> list[ItemWrite]:
+        """Ask the ledger about the batch's own ids, write the new points in one ``/write``,
+        then record them in the ledger.
 
-        Two calls racing with the same result both write it, but a result always becomes the
-        same point (same series, same timestamp), so InfluxDB still holds it once.
+        A crash (or an unavailable database) between the ledger's reservation and its record
+        leaves the reservation pending: the re-sent result is written again at the same
+        timestamp, the same point, so it is stored once. Two calls racing with the same result
+        both write that same point.
         """
         if not items:
             return []
         try:
-            lines = [result_to_line(item, self._measurements[item.kind]) for item in items]
+            entries = [
+                Entry(
+                    result_id=str(item.result.result_id),
+                    probe_id=item.identity.probe_id,
+                    measurement=self._measurements[item.kind],
+                    microsecond_ns=datetime_to_ns(item.result.measured_at),
+                    content=content_hash(item),
+                )
+                for item in items
+            ]
+            # Checked before the ledger reserves anything: a tag InfluxDB cannot carry.
+            for item, entry in zip(items, entries, strict=True):
+                result_to_line(item, entry.measurement)
         except ValueError as exc:
             raise StorageUnavailable(f"InfluxDB cannot store this batch: {exc}") from exc
-        # One statement per (measurement, probe), over the time span of that group's items.
-        spans: dict[tuple[str, str], tuple[int, int]] = {}
-        for item in items:
-            key = (self._measurements[item.kind], item.identity.probe_id)
-            ns = datetime_to_ns(item.result.measured_at)
-            low, high = spans.get(key, (ns, ns))
-            spans[key] = (min(low, ns), max(high, ns))
-        groups = list(spans)
-        statements = [
-            _select(
-                quote_ident("result_id"),
-                self._source(measurement),
-                [
-                    f"{quote_ident('probe')} = {quote_string(probe)}",
-                    f"time >= {spans[measurement, probe][0]}",
-                    f"time <= {spans[measurement, probe][1]}",
-                ],
-            )
-            for measurement, probe in groups
+        await self._prepare_ledger()
+        steps = await self._ledger.plan(entries)
+        to_write = [
+            (index, result_to_line(items[index], entries[index].measurement, step.time_ns))
+            for index, step in enumerate(steps)
+            if isinstance(step, Write)
         ]
-        results = await self._query(statements)
-        stored: dict[tuple[str, str], set[str]] = {key: set() for key in groups}
-        for key, result in zip(groups, results, strict=True):
-            for _, row in _rows(result):
-                stored[key].add(str(row.get("result_id")))
-        outcomes: list[WriteOutcome] = []
-        to_write: list[str] = []
-        for item, line in zip(items, lines, strict=True):
-            key = (self._measurements[item.kind], item.identity.probe_id)
-            result_id = str(item.result.result_id)
-            if result_id in stored[key]:
-                outcomes.append(WriteOutcome.DUPLICATE)
-            else:
-                outcomes.append(WriteOutcome.ACCEPTED)
-                to_write.append(line)
-                stored[key].add(result_id)  # a repeat later in this call is a duplicate
-        if to_write:
-            await self._write("\n".join(to_write))
+        outcomes: list[ItemWrite] = [
+            WriteOutcome.ACCEPTED if isinstance(step, Write) else step for step in steps
+        ]
+        refusals = await self._write_lines([line for _, line in to_write])
+        for (index, _), refusal in zip(to_write, refusals, strict=True):
+            if refusal is not None:
+                outcomes[index] = Refused(refusal)
+                log.warning(
+                    "InfluxDB refused result %s of probe %s: %s",
+                    entries[index].result_id, entries[index].probe_id, refusal,
+                )  # fmt: skip
+        await self._ledger.settle(
+            written=[
+                entries[i].result_id for i, _ in to_write if outcomes[i] is WriteOutcome.ACCEPTED
+            ],
+            refused=[entries[i].result_id for i, _ in to_write if isinstance(outcomes[i], Refused)],
+        )
+        # A repeat within the call shares the fate of the first copy.
+        first: dict[str, int] = {}
+        for index, entry in enumerate(entries):
+            earlier = first.setdefault(entry.result_id, index)
+            if earlier != index and isinstance(outcomes[earlier], Refused):
+                if outcomes[index] is WriteOutcome.DUPLICATE:
+                    outcomes[index] = outcomes[earlier]
         return outcomes
+
+    async def _write_lines(self, lines: list[str]) -> list[str | None]:
+        """Write ``lines``; for each, None once stored or the database's reason for refusing it.
+
+        InfluxDB 1.x's 400 does not say which points it refused (and stored the others), so the
+        refused ones are found by writing halves again until each refusal is down to one line:
+        writing a point again is idempotent. Costs about 2·k·log2(n) more writes for k refused
+        points of n, and nothing when none is refused. Raises ``StorageUnavailable`` when the
+        database is unavailable.
+        """
+        if not lines:
+            return []
+        verdict, detail = await self._write("\n".join(lines))
+        if verdict is WriteVerdict.WRITTEN:
+            return [None] * len(lines)
+        if verdict is WriteVerdict.UNAVAILABLE:
+            raise StorageUnavailable(
+                f"InfluxDB refused the write to database {self._database!r}: {detail}"
+                " (resending the same results is safe: each is stored once)"
+            )
+        if len(lines) == 1:
+            return [detail]
+        middle = len(lines) // 2
+        return await self._write_lines(lines[:middle]) + await self._write_lines(lines[middle:])
 
     async def query(
         self,
@@ -209,7 +309,7 @@ class InfluxStore:
         tail = f"ORDER BY time {order}" + (f" LIMIT {int(limit)}" if limit is not None else "")
         statement = _select("*", self._source(self._measurements[kind]), conditions, tail)
         (result,) = await self._query([statement])
-        return [_to_stored(kind, time_ns, row) for time_ns, row in _rows(result)]
+        return await _convert(kind, result)
 
     async def latest(self, kind: Kind) -> list[StoredResult]:
         statement = _select(
@@ -219,7 +319,7 @@ class InfluxStore:
             f"GROUP BY {quote_ident('probe')} ORDER BY time DESC LIMIT 1",
         )
         (result,) = await self._query([statement])
-        return [_to_stored(kind, time_ns, row) for time_ns, row in _rows(result)]
+        return await _convert(kind, result)
 
     def _source(self, measurement: str) -> str:
         if self._retention_policy is None:
@@ -231,17 +331,85 @@ class InfluxStore:
         _raise_for_status(status, body, f"InfluxDB at {self._url} does not answer /ping")
         return version
 
-    async def _write(self, body: str) -> None:
+    async def _write(self, body: str) -> tuple[WriteVerdict, str]:
         params = {"db": self._database, "precision": "ns"}
         if self._retention_policy is not None:
             params["rp"] = self._retention_policy
         status, reply, _ = await self._request("POST", "/write", params=params, data=body.encode())
-        _raise_for_status(
-            status,
-            reply,
-            f"InfluxDB refused the write to database {self._database!r}"
-            " (resending the same results is safe: each is stored once)",
-        )
+        return classify_write_reply(status, reply)
+
+    async def _prepare_ledger(self) -> None:
+        async with self._ledger_lock:
+            if not self._ledger_checked:
+                await self._rebuild_ledger_if_new()
+                self._ledger_checked = True
+            await self._prune_ledger()
+
+    async def _prune_ledger(self) -> None:
+        """Forget ledger rows too old to matter, at start and then once an hour."""
+        now = time.monotonic()
+        if self._pruned_at is not None and now - self._pruned_at < _PRUNE_EVERY_S:
+            return
+        self._pruned_at = now
+        gone = await self._ledger.prune(datetime_to_ns(datetime.now(UTC) - self._ledger_keep))
+        if gone:
+            log.info("forgot %d ledger rows older than %s", gone, self._ledger_keep)
+
+    async def _rebuild_ledger_if_new(self) -> None:
+        """Fill a ledger that has never described this database from the points it holds.
+
+        Without it, a result stored before the ledger existed (an upgrade, a lost data
+        directory, an in-memory ledger) and sent again would become a second point, and a new
+        result could take its timestamp. Content is unknown for these rows: a re-sent id among
+        them is a duplicate.
+        """
+        described = f"{self._url} {self._database} {self._retention_policy or ''}"
+        if await self._ledger.get_meta("database") == described:
+            return
+        await self._ledger.reset()
+        (shown,) = await self._query(["SHOW MEASUREMENTS"])
+        present = {row["name"] for _, row in _rows(shown, timed=False)}
+        since = datetime.now(UTC) - self._ledger_keep
+        total = 0
+        for measurement in sorted(set(self._measurements.values()) & present):
+            start = since
+            while True:
+                last = start + _REBUILD_WINDOW > datetime.now(UTC) + LEDGER_MARGIN
+                end = None if last else start + _REBUILD_WINDOW
+                rows = await self._ids_between(measurement, start, end)
+                await self._ledger.add_written(rows)
+                total += len(rows)
+                if end is None:
+                    break
+                start = end
+        await self._ledger.set_meta("database", described)
+        log.info("ledger %s rebuilt from %d stored results", self._ledger.where, total)
+
+    async def _ids_between(
+        self, measurement: str, start: datetime, end: datetime | None
+    ) -> list[tuple[str, str, str, int]]:
+        """``(result_id, probe, measurement, time_ns)`` of the points from ``start`` to ``end``;
+        a window InfluxDB truncates (its ``max-row-limit``) is read again in halves."""
+        conditions = [f"time >= {datetime_to_ns(start)}"]
+        if end is not None:
+            conditions.append(f"time < {datetime_to_ns(end)}")
+        columns = f"{quote_ident('result_id')}, {quote_ident('probe')}"
+        statement = _select(columns, self._source(measurement), conditions)
+        try:
+            (result,) = await self._query([statement])
+        except _Truncated:
+            if end is None:
+                end = datetime.now(UTC) + LEDGER_MARGIN
+            if end - start <= timedelta(seconds=1):
+                raise
+            middle = start + (end - start) / 2
+            return await self._ids_between(measurement, start, middle) + await self._ids_between(
+                measurement, middle, end
+            )
+        return [
+            (str(row["result_id"]), str(row["probe"]), measurement, time_ns)
+            for time_ns, row in _rows(result)
+        ]
 
     async def _query(self, statements: list[str], *, use_db: bool = True) -> list[dict[str, Any]]:
         """Run ``statements`` in one ``/query`` call; one result object per statement."""
@@ -256,7 +424,11 @@ class InfluxStore:
             raise ValueError(f"InfluxDB refused the query: {_error_text(body)}")
         _raise_for_status(status, body, f"InfluxDB at {self._url} failed a query")
         try:
-            results: list[dict[str, Any]] = json.loads(body)["results"]
+            if len(body) > _PARSE_INLINE_BYTES:
+                decoded = await asyncio.to_thread(json.loads, body)
+            else:
+                decoded = json.loads(body)
+            results: list[dict[str, Any]] = decoded["results"]
         except (ValueError, KeyError, TypeError) as exc:
             raise StorageUnavailable(
                 f"InfluxDB at {self._url} sent an unreadable query reply: {body[:200]!r}"
@@ -270,6 +442,12 @@ class InfluxStore:
                 raise StorageUnavailable(
                     f"InfluxDB at {self._url} could not run a query on database"
                     f" {self._database!r}: {result['error']}"
+                )
+            if is_truncated(result):
+                raise _Truncated(
+                    f"InfluxDB at {self._url} cut its reply short (partial: its [http]"
+                    " max-row-limit): ask for less (a narrower time range or a limit), or raise"
+                    " max-row-limit in influxdb.conf"
                 )
         return results
 
@@ -334,17 +512,38 @@ def _error_text(body: bytes) -> str:
     return str(error)[:_MAX_ERROR_CHARS]
 
 
-def _rows(result: Mapping[str, Any]) -> list[tuple[int, dict[str, Any]]]:
-    """``(time_ns, columns)`` of every row of one statement's result. Tags a ``GROUP BY`` moved
-    into the series' ``tags`` object are put back among the columns."""
+def is_truncated(result: Mapping[str, Any]) -> bool:
+    """Whether InfluxDB cut one statement's result short: ``partial`` on the result (more chunks
+    follow) or on a series (``max-row-limit`` reached; ``services/httpd/handler.go``)."""
+    return bool(result.get("partial")) or any(
+        series.get("partial") for series in result.get("series", ())
+    )
+
+
+def _rows(result: Mapping[str, Any], *, timed: bool = True) -> list[tuple[int, dict[str, Any]]]:
+    """``(time_ns, columns)`` of every row of one statement's result (time 0 when not
+    ``timed``, as in SHOW replies). Tags a ``GROUP BY`` moved into the series' ``tags`` object
+    are put back among the columns."""
     rows = []
     for series in result.get("series", ()):
         grouped = {k: v for k, v in (series.get("tags") or {}).items() if v}
         columns = series["columns"]
         for values in series.get("values", ()):
             row = dict(zip(columns, values, strict=True)) | grouped
-            rows.append((int(row.pop("time")), row))
+            rows.append((int(row.pop("time")) if timed else 0, row))
     return rows
+
+
+def _to_stored_all(kind: Kind, result: Mapping[str, Any]) -> list[StoredResult]:
+    return [_to_stored(kind, time_ns, row) for time_ns, row in _rows(result)]
+
+
+async def _convert(kind: Kind, result: Mapping[str, Any]) -> list[StoredResult]:
+    """The stored results of a query reply; a large one is converted off the event loop."""
+    rows = sum(len(series.get("values", ())) for series in result.get("series", ()))
+    if rows > _CONVERT_INLINE_ROWS:
+        return await asyncio.to_thread(_to_stored_all, kind, result)
+    return _to_stored_all(kind, result)
 
 
 def _to_stored(kind: Kind, time_ns: int, row: Mapping[str, Any]) -> StoredResult:

@@ -131,10 +131,13 @@ def check_tag_value(key: str, value: str) -> None:
         )
 
 
-def result_to_line(item: StoredResult, measurement: str) -> str:
+def result_to_line(item: StoredResult, measurement: str, time_ns: int | None = None) -> str:
     """One line of InfluxDB line protocol (nanosecond timestamps) for ``item``.
 
-    The same item always gives the same line: a re-sent result becomes the same point, which is
+    ``time_ns`` is the point's timestamp: ``measured_at`` (the default) plus the sub-microsecond
+    offset that keeps it apart from other results of the same microsecond (``ledger``); it must
+    fall within the microsecond of ``measured_at``, which reading back restores. The same item at
+    the same time always gives the same line: a re-sent result becomes the same point, which is
     what keeps a retried write from storing a second copy. Raises ``ValueError`` for a tag value
     line protocol cannot carry (``check_tag_value``) or an identity that contradicts the result.
     """
@@ -164,7 +167,14 @@ def result_to_line(item: StoredResult, measurement: str) -> str:
         value = values[name]
         if value is not None:
             fields.append(f"{name.translate(_ESCAPE_KEY)}={_field_text(kind, value)}")
-    return f"{','.join(series)} {','.join(fields)} {datetime_to_ns(result.measured_at)}"
+    measured_ns = datetime_to_ns(result.measured_at)
+    if time_ns is None:
+        time_ns = measured_ns
+    elif not measured_ns <= time_ns < measured_ns + 1000:
+        raise ValueError(
+            f"time {time_ns} ns is outside the microsecond of measured_at {measured_ns} ns"
+        )
+    return f"{','.join(series)} {','.join(fields)} {time_ns}"
 
 
 # Line protocol escapes: commas and spaces in measurements; commas, '=' and spaces in tag keys,

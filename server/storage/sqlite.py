@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from probes.models import RESULT_ADAPTER, Access, Kind, unbounded_limits
 from server.errors import ConfigError, StorageUnavailable
-from server.storage.base import ProbeIdentity, StoredResult, WriteOutcome
+from server.storage.base import ItemWrite, ProbeIdentity, Refused, StoredResult, WriteOutcome
 from server.storage.lineprotocol import datetime_to_ns
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,7 @@ class SqliteStore:
     async def check(self) -> None:
         await self._run(self._check)
 
-    async def write(self, items: Sequence[StoredResult]) -> list[WriteOutcome]:
+    async def write(self, items: Sequence[StoredResult]) -> list[ItemWrite]:
         if not items:
             return []
         return await self._run(self._write, list(items))
@@ -194,7 +194,7 @@ class SqliteStore:
     def _check(self) -> None:
         self._connection().execute("SELECT 1 FROM results LIMIT 1").fetchall()
 
-    def _write(self, items: list[StoredResult]) -> list[WriteOutcome]:
+    def _write(self, items: list[StoredResult]) -> list[ItemWrite]:
         conn = self._connection()
         rows = [_row(item) for item in items]
         conn.execute("BEGIN IMMEDIATE")
@@ -203,8 +203,8 @@ class SqliteStore:
                 WriteOutcome.ACCEPTED
                 if conn.execute(_INSERT, row).rowcount == 1
                 # Ignored: the result_id is stored already, or earlier in this same call.
-                else WriteOutcome.DUPLICATE
-                for row in rows
+                else self._same_or_reused(conn, item)
+                for item, row in zip(items, rows, strict=True)
             ]
             conn.execute("COMMIT")
         except BaseException:
@@ -212,6 +212,23 @@ class SqliteStore:
                 conn.execute("ROLLBACK")
             raise
         return outcomes
+
+    @staticmethod
+    def _same_or_reused(conn: sqlite3.Connection, item: StoredResult) -> ItemWrite:
+        """``DUPLICATE`` when the stored result with this id is this one, else ``Refused``."""
+        result_id = str(item.result.result_id)
+        (payload,) = conn.execute(
+            "SELECT payload FROM results WHERE result_id = ?", (result_id,)
+        ).fetchone()
+        if payload == item.result.model_dump_json() or (
+            RESULT_ADAPTER.validate_json(payload, context={"limits": unbounded_limits()})
+            == item.result
+        ):
+            return WriteOutcome.DUPLICATE
+        return Refused(
+            f"result_id {result_id} is already stored with different content: a result id"
+            " names one result; give a new measurement a new result_id"
+        )
 
     def _select(self, sql: str, args: list[Any]) -> list[StoredResult]:
         rows = self._connection().execute(sql, args).fetchall()

@@ -6,15 +6,19 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from collector.spool import Spool
-from probes.models import parse_result
+from probes.models import Kind, parse_result
 from probes.signing import sign
-from tests.collector.processes import AgentProcess, ServerProcess, wait_until
+from server.storage.lineprotocol import TAG_KEYS, row_to_result
+from tests.collector.processes import _OPENER, AgentProcess, ServerProcess, wait_until
+from tests.influxd import Influxd
 from tests.probes.test_models import EXAMPLES
 
 pytestmark = pytest.mark.slow
@@ -36,6 +40,9 @@ def agent_config(state_dir: Path, server: ServerProcess, **schedules: Any) -> di
             },
         },
         "upload": {"every_s": 0.5, "backoff_min_s": 0.2, "backoff_max_s": 1.0, "timeout_s": 5},
+        # A test machine's kernel may say "not synchronised" (no time daemon in a VM): send at
+        # once, marked, rather than hold for NTP (test_clock_hold.py tests the holding).
+        "clock": {"max_hold_s": 0},
         "log_level": "INFO",
     }
 
@@ -50,12 +57,57 @@ def _no_agent_outlives_its_test() -> Any:
     AgentProcess.started.clear()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Any:
-    process = ServerProcess(tmp_path)
+class InfluxServerProcess(ServerProcess):
+    """The same server keeping its results in a real InfluxDB (``tests/influxd.py``)."""
+
+    def __init__(self, workdir: Path, influxd: Influxd) -> None:
+        super().__init__(workdir)
+        self.influxd = influxd
+        self.database = influxd.new_database_name()
+        config = yaml.safe_load(self.config.read_text(encoding="utf-8"))
+        config["influxdb"] = {"url": influxd.url, "database": self.database}
+        self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
+
+    def stored(self) -> list[dict[str, Any]]:
+        """Every stored point as its result, oldest first per kind. InfluxDB has no unique key:
+        a result stored twice comes back twice."""
+        stored = []
+        for kind in Kind:
+            statement = f'SELECT * FROM "{kind.value}"'  # noqa: S608 (a plain name)
+            reply = self.influxd.query(statement, database=self.database)
+            for series in reply["results"][0].get("series", ()):
+                for values in series["values"]:
+                    row = dict(zip(series["columns"], values, strict=True))
+                    time_ns = row.pop("time")
+                    tags = {k: row.pop(k) for k in TAG_KEYS if k in row}
+                    item = row_to_result(kind, {k: v for k, v in tags.items() if v}, row, time_ns)
+                    stored.append(item.result.model_dump(mode="json"))
+        return stored
+
+
+@pytest.fixture(params=["sqlite", "influxdb"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "sqlite":
+        process = ServerProcess(tmp_path)
+    else:
+        process = InfluxServerProcess(tmp_path, request.getfixturevalue("influxd"))
     process.start()
     yield process
     process.stop()
+
+
+def outcomes(server: ServerProcess) -> Counter[str]:
+    """How many items this server process has answered ``accepted``, ``duplicate`` and
+    ``rejected`` (its /metrics, all kinds together; counted since the process started)."""
+    with _OPENER.open(server.url + "/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    counts: Counter[str] = Counter()
+    for line in text.splitlines():
+        if line.startswith("hamletnet_results_total{"):
+            labels, value = line[len("hamletnet_results_total{") :].rsplit("} ", 1)
+            outcome = dict(part.split("=", 1) for part in labels.split(","))["outcome"]
+            counts[outcome.strip('"')] += int(float(value))
+    return counts
 
 
 def registered_agent(tmp_path: Path, server: ServerProcess, **schedules: Any) -> AgentProcess:
@@ -71,6 +123,8 @@ def registered_agent(tmp_path: Path, server: ServerProcess, **schedules: Any) ->
 def assert_exactly_once_in_order(
     stored: list[dict[str, Any]], kinds: set[str] | None = None
 ) -> None:
+    """No result stored twice (this can fail only where the store has no unique key: InfluxDB;
+    ``outcomes`` checks the server's answers on both stores), and each kind in time order."""
     ids = Counter(r["result_id"] for r in stored)
     assert not [i for i, n in ids.items() if n > 1], "a result was stored twice"
     for kind in kinds or {r["kind"] for r in stored}:
@@ -86,6 +140,7 @@ def test_server_down_then_back_every_result_arrives_once_in_order(
     try:
         wait_until(lambda: len(server.stored()) >= 4, 20, "first results at the server")
         server.stop()
+        stored_before = len(server.stored())
         time.sleep(3)  # results pile up in the spool; latency tests fail (refused) and say so
         assert agent.alive()
         waiting = agent.status()["spool"]["depth"]
@@ -99,6 +154,11 @@ def test_server_down_then_back_every_result_arrives_once_in_order(
     assert agent.spool_counts() == (0, 0)
     assert len(stored) == status["results_kept"]
     assert_exactly_once_in_order(stored)
+    # Since the restart the server said "accepted" exactly once per result it stored; results
+    # the agent sent again (the reply lost in the outage) were answered "duplicate".
+    answered = outcomes(server)
+    assert answered["accepted"] == len(stored) - stored_before, answered
+    assert answered["rejected"] == 0, answered
     refused = [r for r in stored if r["kind"] == "latency" and r["status"] == "failed"]
     assert refused, "latency tests while the server was down should be failed results"
     assert all(r["failure_kind"] == "refused" for r in refused)
@@ -110,12 +170,15 @@ def _prefill(state_dir: Path, probe_id: str, key_path: Path, count: int) -> list
 
     key = load_key(key_path)
     ids = []
+    start = datetime.now(UTC) - timedelta(seconds=count)
     with Spool(state_dir / "spool.sqlite3") as spool:
-        for _ in range(count):
+        for i in range(count):
             body = dict(EXAMPLES["bandwidth"])
             body.pop("result_id")
             body |= {"probe_id": probe_id, "result_id": __import__("uuid").uuid4().hex}
-            body["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
+            # Two results in each microsecond, as a probe's A and AAAA queries can be: each
+            # must be stored on its own (InfluxDB identifies a point by series and time).
+            body["measured_at"] = (start + timedelta(milliseconds=i // 2)).isoformat()
             result = sign(parse_result(body), key)
             spool.add(result)
             ids.append(str(result.result_id))
@@ -144,6 +207,10 @@ def test_kill_9_during_upload_loses_and_duplicates_nothing(
     bandwidth = {r["result_id"] for r in stored if r["kind"] == "bandwidth"}
     assert bandwidth == {str(__import__("uuid").UUID(i)) for i in ids}
     assert agent.spool_counts() == (0, 0)
+    # Every result was answered "accepted" once; each re-send after a kill was a "duplicate".
+    answered = outcomes(server)
+    assert answered["accepted"] == len(stored), answered
+    assert answered["rejected"] == 0, answered
 
 
 def test_result_altered_in_the_spool_is_quarantined_with_its_reason(

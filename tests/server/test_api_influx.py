@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,28 @@ async def test_batch_is_stored_in_influxdb_once_with_registry_identity(
         ("thon-b", "Viettel Thái Nguyên", "5g")
     }
     assert len(beats) == 1
+
+
+async def test_points_influxdb_refuses_are_rejected_with_its_reason_and_the_rest_stored(
+    aiohttp_client: Any, tmp_path: Path, influxd: Influxd, influx_db: str
+) -> None:
+    # A retention policy shorter than max_result_age (issue 15): this was a 503 for the whole
+    # batch, retried by the probe for ever, while InfluxDB had in fact stored the others.
+    influxd.query(f'CREATE DATABASE "{influx_db}"')
+    influxd.query(f'CREATE RETENTION POLICY "hour" ON "{influx_db}" DURATION 1h REPLICATION 1')
+    influx = {"url": influxd.url, "database": influx_db, "retention_policy": "hour"}
+    client = await aiohttp_client(create_app(make_settings(tmp_path, influxdb=influx)))
+    probe = await add_probe(client)
+    old = {"measured_at": (datetime.now(UTC) - timedelta(hours=3)).isoformat()}
+    items = [signed(bandwidth(probe["probe_id"], **when), probe["key"]) for when in ({}, old, {})]
+    resp = await client.post(
+        "/api/v1/results", json={"results": items}, headers=auth(probe["token"])
+    )
+    assert resp.status == 200
+    reply = await resp.json()
+    assert [item["outcome"] for item in reply["items"]] == ["accepted", "rejected", "accepted"]
+    assert "points beyond retention policy" in reply["items"][1]["reason"]
+    assert (tmp_path / "influx-ledger.sqlite3").exists()  # the ledger lives in data_dir
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from server.errors import StorageUnavailable
 from server.storage import (
     InfluxStore,
     ProbeIdentity,
+    Refused,
     ResultStore,
     SqliteStore,
     StoredResult,
@@ -24,6 +25,8 @@ from tests.server.storage.examples import IDENTITY, NOW, every_kind, failed, mak
 
 ACCEPTED, DUPLICATE = WriteOutcome.ACCEPTED, WriteOutcome.DUPLICATE
 
+_MICROSECOND = timedelta(microseconds=1)
+
 OTHER = ProbeIdentity(probe_id="probe-02", hamlet="thon-b", isp="Viettel", access=Access.LTE)
 
 
@@ -33,7 +36,12 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         backend: ResultStore = SqliteStore(tmp_path / "results.sqlite3")
     else:
         influxd: Influxd = request.getfixturevalue("influxd")
-        backend = InfluxStore(influxd.url, influxd.new_database_name(), timeout_s=5)
+        backend = InfluxStore(
+            influxd.url,
+            influxd.new_database_name(),
+            timeout_s=5,
+            ledger_path=tmp_path / "influx-ledger.sqlite3",
+        )
     await backend.start()
     yield backend
     await backend.close()
@@ -41,6 +49,10 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 def by_time(items: list[StoredResult]) -> list[StoredResult]:
     return sorted(items, key=lambda item: item.result.measured_at)
+
+
+def by_id(items: list[StoredResult]) -> list[StoredResult]:
+    return sorted(items, key=lambda item: item.result.result_id)
 
 
 async def test_is_a_result_store(store: ResultStore) -> None:
@@ -98,6 +110,48 @@ async def test_duplicate_detection_spans_kinds_and_probes(store: ResultStore) ->
     again = [*reversed(batch), make(Kind.HEARTBEAT, identity=OTHER)]
     assert await store.write(again) == [DUPLICATE, DUPLICATE, DUPLICATE, ACCEPTED]
     assert len(await store.query(kind=Kind.DNS)) == 2
+
+
+async def test_results_in_one_microsecond_are_each_kept_whole(store: ResultStore) -> None:
+    # Two DNS results of one probe with the same measured_at and tags (issue 15): each is its
+    # own result, with its own fields, and a re-send of either changes nothing.
+    first = make(Kind.DNS, qtype="A", resolve_ms=11.0, answers=1)
+    second = make(Kind.DNS, qtype="AAAA", resolve_ms=12.0, answers=2)
+    assert await store.write([first, second]) == [ACCEPTED, ACCEPTED]
+    third = make(Kind.DNS, qname="example.vn", resolve_ms=13.0, answers=3)
+    assert await store.write([second, third, first]) == [DUPLICATE, ACCEPTED, DUPLICATE]
+    assert by_id(await store.query(kind=Kind.DNS)) == by_id([first, second, third])
+    assert by_id(await store.query(kind=Kind.DNS, start=NOW, end=NOW + _MICROSECOND)) == by_id(
+        [first, second, third]
+    )
+    assert await store.query(kind=Kind.DNS, end=NOW) == []
+
+
+async def test_many_results_in_one_microsecond_are_each_kept(store: ResultStore) -> None:
+    items = [make(Kind.HEARTBEAT, uptime_s=float(i)) for i in range(40)]
+    assert await store.write(items) == [ACCEPTED] * 40
+    assert by_id(await store.query(kind=Kind.HEARTBEAT)) == by_id(items)
+
+
+async def test_a_result_id_reused_with_other_content_is_refused(store: ResultStore) -> None:
+    # Answering "duplicate" would make the probe delete a measurement that is stored nowhere;
+    # refused, it stays in the probe's quarantine with the reason.
+    item = make(Kind.DNS, resolve_ms=12.0)
+    altered = StoredResult(item.identity, item.result.model_copy(update={"resolve_ms": 99.0}))
+    assert await store.write([item]) == [ACCEPTED]
+    (outcome,) = await store.write([altered])
+    assert isinstance(outcome, Refused)
+    assert f"result_id {item.result.result_id} is already stored" in outcome.reason
+    assert await store.write([item]) == [DUPLICATE]
+    # Within one call, and across probes: the id names one result, whoever sends it.
+    fresh = make(Kind.DNS, resolve_ms=1.0)
+    twin = StoredResult(fresh.identity, fresh.result.model_copy(update={"resolve_ms": 2.0}))
+    theirs = make(Kind.DNS, identity=OTHER)
+    stolen = StoredResult(item.identity, theirs.result.model_copy(update={"probe_id": "probe-01"}))
+    outcomes = await store.write([fresh, twin, theirs, stolen])
+    assert outcomes[0] == ACCEPTED and outcomes[2] == ACCEPTED
+    assert isinstance(outcomes[1], Refused) and isinstance(outcomes[3], Refused)
+    assert by_id(await store.query(kind=Kind.DNS)) == by_id([item, fresh, theirs])
 
 
 async def test_empty_write_returns_nothing(store: ResultStore) -> None:
