@@ -1,7 +1,8 @@
 """The aiohttp application: ``create_app(settings)`` is used by ``run``, the demo and the tests.
 
 Middlewares, outermost first: errors (the one place exceptions become statuses and JSON), then
-authentication and per-probe rate limits, then the per-request time limit.
+authentication with its limits (failed attempts per source address, requests per probe), then the
+per-request time limit.
 """
 
 from __future__ import annotations
@@ -18,22 +19,37 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import __version__
 from server.admin import create_probe, get_probe, list_hamlets, list_probes, update_probe
-from server.appkeys import LIMITER, METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE
+from server.appkeys import (
+    AUTH_FAILURES,
+    LIMITER,
+    METRICS,
+    PROBE,
+    PROBE_LOCKS,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    WRITE_HEALTH,
+)
 from server.enrol import post_register
 from server.errors import (
+    AIOHTTP_CODES,
+    DiskFull,
     Forbidden,
     RateLimited,
     RequestTimeout,
     ServerError,
     StorageUnavailable,
     Unauthorized,
+    WritesFailing,
+    error_response,
 )
+from server.health import WriteHealth, disk_problem, disk_space
 from server.ingest import post_heartbeat, post_results
 from server.metrics import Metrics
 from server.openapi import build_openapi
-from server.ratelimit import RateLimiter
+from server.ratelimit import RateLimiter, source_key
 from server.registry import LAST_SEEN_FLUSH_S, Registry
-from server.schemas import ErrorReply, HealthReply
+from server.schemas import HealthReply
 from server.settings import Settings
 from server.storage.base import ResultStore
 from server.target.app import create_target_app
@@ -47,17 +63,7 @@ PROBE_PATHS = ("/api/v1/results", "/api/v1/heartbeat", "/api/v1/register")
 ADMIN_PREFIX = "/api/v1/admin/"
 #: Where the ingest server also serves the measurement target (``server/target``).
 TARGET_PREFIX = "/target/"
-#: Statuses aiohttp raises by itself (unknown route, wrong method, body over client_max_size...).
-_HTTP_CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed",
-    413: "payload_too_large", 415: "unsupported_media_type",
-}  # fmt: skip
 STORE_RETRY_S = 5.0
-
-
-def _error(status: int, code: str, detail: object, **headers: str) -> web.Response:
-    body = ErrorReply(error=code, detail=detail).model_dump(mode="json")
-    return web.json_response(body, status=status, headers=headers or None)
 
 
 @web.middleware
@@ -69,22 +75,22 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except RateLimited as exc:
         retry = str(max(1, round(exc.retry_after_s + 0.5)))
-        response = _error(exc.status, exc.code, exc.detail, **{"Retry-After": retry})
+        response = error_response(exc.status, exc.code, exc.detail, **{"Retry-After": retry})
     except ServerError as exc:
         if isinstance(exc, StorageUnavailable):
             request.app[METRICS].storage_errors.inc()
             log.warning("storage unavailable on %s: %s", route, exc.detail)
-        response = _error(exc.status, exc.code, exc.detail)
+        response = error_response(exc.status, exc.code, exc.detail)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "http_error")
-        response = _error(exc.status, code, exc.reason)
+        code = AIOHTTP_CODES.get(exc.status, "http_error")
+        response = error_response(exc.status, code, exc.reason)
     except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error on %s %s", request.method, route)
-        response = _error(500, "internal", "unexpected server error; see the server log")
+        response = error_response(500, "internal", "unexpected server error; see the server log")
     metrics = request.app[METRICS]
     metrics.requests.labels(route=route, status=str(response.status)).inc()
     metrics.latency.labels(route=route).observe(time.perf_counter() - started)
@@ -99,8 +105,9 @@ def _bearer(request: web.Request) -> str:
     return token.strip()
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+async def _authenticate(request: web.Request) -> None:
+    """Check the bearer token of a probe or admin request; the probe's record goes in the
+    request. Raises ``Unauthorized`` when the token is missing or unknown."""
     path = request.path
     if path.startswith(ADMIN_PREFIX):
         token = _bearer(request)
@@ -108,23 +115,46 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if admin is not None and hmac.compare_digest(
             token.encode(), admin.get_secret_value().encode()
         ):
-            return await handler(request)
+            return
         if await request.app[REGISTRY].authenticate(token) is not None:
             raise Forbidden("a probe token cannot use the admin API")
         if admin is None:
             raise Forbidden("the admin API is disabled: set admin_token in the configuration")
         raise Unauthorized("unknown admin token")
-    if path in PROBE_PATHS:
-        token = _bearer(request)
-        probe = await request.app[REGISTRY].authenticate(token)
-        if probe is None:
-            raise Unauthorized("unknown probe token; register the probe to get one")
-        if not probe.enabled:
-            raise Forbidden(f"probe {probe.probe_id!r} is disabled")
-        wait = request.app[LIMITER].acquire(probe.probe_id)
-        if wait > 0:
-            raise RateLimited(f"probe {probe.probe_id!r} is over its request rate", wait)
-        request[PROBE] = probe
+    token = _bearer(request)
+    probe = await request.app[REGISTRY].authenticate(token)
+    if probe is None:
+        raise Unauthorized("unknown probe token; register the probe to get one")
+    if not probe.enabled:
+        raise Forbidden(f"probe {probe.probe_id!r} is disabled")
+    wait = request.app[LIMITER].acquire(probe.probe_id)
+    if wait > 0:
+        raise RateLimited(f"probe {probe.probe_id!r} is over its request rate", wait)
+    request[PROBE] = probe
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    path = request.path
+    if not (path.startswith(ADMIN_PREFIX) or path in PROBE_PATHS):
+        return await handler(request)
+    if request.app[SETTINGS].limits.auth_failure_burst == 0:
+        await _authenticate(request)
+        return await handler(request)
+    # An address over its failures is refused before its token is even looked at: checking it
+    # first would tell a guesser which guess was right, however many it sent.
+    failures = request.app[AUTH_FAILURES]
+    source = source_key(request.remote)
+    wait = failures.wait_s(source)
+    if wait > 0:
+        raise RateLimited("too many failed authentications from this address; retry later", wait)
+    try:
+        await _authenticate(request)
+    except Unauthorized:
+        failures.acquire(source)
+        if failures.wait_s(source) > 0:
+            log.warning("authentication failures from %s over the limit: answering 429", source)
+        raise
     return await handler(request)
 
 
@@ -139,8 +169,23 @@ async def timeout_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def healthz(request: web.Request) -> web.Response:
-    store = request.app[STORE]
+    """200 only when the store answers, its last writes did not fail and data_dir has room."""
+    app = request.app
+    store = app[STORE]
     await store.check()
+    data_dir = app[SETTINGS].data_dir
+    try:
+        space = await asyncio.to_thread(disk_space, data_dir)
+    except OSError as exc:
+        raise DiskFull(f"cannot read the free space of {data_dir}: {exc}") from exc
+    problem = disk_problem(data_dir, space, app[SETTINGS].limits.min_free_disk_mb)
+    if problem is not None:
+        raise DiskFull(problem)
+    failures = app[WRITE_HEALTH].failures
+    if failures:
+        raise WritesFailing(
+            "; ".join(f"the last write to the {w} failed: {d}" for w, d in failures.items())
+        )
     return web.json_response(HealthReply(status="ok", storage=store.name).model_dump())
 
 
@@ -175,6 +220,8 @@ def make_store(settings: Settings) -> ResultStore:
         measurements=influx.measurements,
         timeout_s=influx.timeout_s,
         create_database=influx.create_database,
+        ledger_path=settings.data_dir / "influx-ledger.sqlite3",
+        max_result_age=settings.limits.max_result_age,
     )
 
 
@@ -189,7 +236,8 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
         while True:
             await asyncio.sleep(LAST_SEEN_FLUSH_S)
             try:
-                await registry.flush_last_seen()
+                with app[WRITE_HEALTH].writing("registry"):
+                    await registry.flush_last_seen()
             except StorageUnavailable as exc:
                 log.warning("could not record last-seen times: %s", exc.detail)
 
@@ -240,7 +288,11 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     app[SETTINGS] = settings
     app[STORE] = store if store is not None else make_store(settings)
     app[METRICS] = Metrics()
+    app[WRITE_HEALTH] = WriteHealth()
     app[LIMITER] = RateLimiter(settings.limits.requests_per_s, settings.limits.burst)
+    app[AUTH_FAILURES] = RateLimiter(
+        settings.limits.auth_failures_per_min / 60, settings.limits.auth_failure_burst
+    )
     app[PROBE_LOCKS] = {}
     app.cleanup_ctx.extend([_registry_ctx, _store_ctx])
     app.router.add_get("/", index_page)

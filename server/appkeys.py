@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from server.health import WriteHealth
 from server.metrics import Metrics
 from server.ratelimit import RateLimiter
 from server.registry import ProbeRecord, Registry
@@ -18,7 +19,11 @@ SETTINGS = web.AppKey("settings", Settings)
 REGISTRY = web.AppKey("registry", Registry)
 STORE = web.AppKey("store", ResultStore)
 LIMITER = web.AppKey("limiter", RateLimiter)
+#: Failed authentications per source address (``ratelimit.source_key``).
+AUTH_FAILURES = web.AppKey("auth_failures", RateLimiter)
 METRICS = web.AppKey("metrics", Metrics)
+#: Whether the last writes to the result store and the registry failed (for /healthz).
+WRITE_HEALTH = web.AppKey("write_health", WriteHealth)
 PROBE_LOCKS = web.AppKey("probe_locks", dict[str, asyncio.Lock])
 #: The measurement target (server/target): its random payload and its slot coordinator.
 PAYLOAD = web.AppKey("payload", Payload)

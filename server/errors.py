@@ -1,10 +1,29 @@
 """The server's exception family, and the one table that maps each to an HTTP status.
 
 Handlers raise these; the error middleware in ``server.app`` turns them into
-``{"error": CODE, "detail": ...}`` replies. Nothing else chooses a status code.
+``{"error": CODE, "detail": ...}`` replies (``error_response``), and so does the connection
+layer (``server.connection``) for what aiohttp answers before any handler runs. Nothing else
+chooses a status code.
 """
 
 from __future__ import annotations
+
+from aiohttp import web
+
+from server.schemas import ErrorReply
+
+#: Codes for the statuses aiohttp answers by itself (unknown route, wrong method, body over
+#: client_max_size, a request it cannot parse...).
+AIOHTTP_CODES = {
+    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "header_timeout",
+    413: "payload_too_large", 415: "unsupported_media_type", 431: "bad_request",
+}  # fmt: skip
+
+
+def error_response(status: int, code: str, detail: object, **headers: str) -> web.Response:
+    """The JSON reply of every error: ``{"error": CODE, "detail": ...}``."""
+    body = ErrorReply(error=code, detail=detail).model_dump(mode="json")
+    return web.json_response(body, status=status, headers=headers or None)
 
 
 class ServerError(Exception):
@@ -81,3 +100,15 @@ class StorageUnavailable(Unavailable):
 
 class RequestTimeout(Unavailable):
     code = "timeout"
+
+
+class DiskFull(Unavailable):
+    """``data_dir``'s disk is (nearly) full: writes fail or soon will."""
+
+    code = "disk_full"
+
+
+class WritesFailing(Unavailable):
+    """The store answers, but its last write failed and none succeeded since."""
+
+    code = "writes_failing"

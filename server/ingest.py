@@ -30,11 +30,12 @@ from probes.models import (
     parse_result,
 )
 from probes.signing import SignatureError, load_public_key, verify
-from server.appkeys import METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE
+from server.appkeys import METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE, WRITE_HEALTH
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
+from server.json_bounds import MAX_JSON_DEPTH, Decoded, bounded_loads, nests_deeper_than
 from server.registry import ProbeRecord
 from server.schemas import BatchReply, HeartbeatReply, ItemOutcome, ItemReply
-from server.storage.base import StoredResult, WriteOutcome
+from server.storage.base import Refused, StoredResult, WriteOutcome
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,21 @@ async def read_body(request: web.Request) -> bytes:
     return await request.read()  # aiohttp enforces client_max_size while reading
 
 
-def decode_json(raw: bytes) -> Any:
-    """``raw`` decoded as JSON; 400 when it is not JSON."""
+def _decode_bounded(raw: bytes) -> Decoded:
+    """``raw`` decoded as JSON with its too-deep items cut out; 400 when it is not JSON."""
     try:
-        return json.loads(raw)
+        return bounded_loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def decode_json(raw: bytes) -> Any:
+    """``raw`` decoded as JSON; 400 when it is not JSON or nests too deep."""
+    try:
+        text = raw.decode("utf-8")
+        if nests_deeper_than(text):
+            raise BadRequest(f"body is nested deeper than {MAX_JSON_DEPTH} levels")
+        return json.loads(text)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
 
@@ -115,7 +127,8 @@ def _parse_items(raw: bytes, limits: ValidationLimits, max_items: int) -> list[R
     results = parse_batch(raw, limits, max_items)
     if results is not None:
         return list(results)
-    body = decode_json(raw)
+    decoded = _decode_bounded(raw)
+    body = decoded.value
     if (
         not isinstance(body, dict)
         or set(body) != {"results"}
@@ -128,7 +141,11 @@ def _parse_items(raw: bytes, limits: ValidationLimits, max_items: int) -> list[R
             f"batch of {len(items)} results exceeds {max_items}; send smaller batches"
         )
     judged: list[Result | _Rejected] = []
-    for item in items:
+    for index, item in enumerate(items):
+        if index in decoded.too_deep:
+            reason = f"item is nested deeper than {MAX_JSON_DEPTH} levels"
+            judged.append(_Rejected(reason, None, "unknown"))
+            continue
         try:
             judged.append(parse_result(item, limits))
         except ValueError as exc:
@@ -155,7 +172,8 @@ async def post_results(request: web.Request) -> web.Response:
     settings = app[SETTINGS]
     limits = ValidationLimits.current(settings.limits.max_result_age)
     raw = await read_body(request)
-    judged = _parse_items(raw, limits, settings.limits.max_batch_items)
+    # Off the event loop: a hostile body (1 MB of brackets) takes about a second to take apart.
+    judged = await asyncio.to_thread(_parse_items, raw, limits, settings.limits.max_batch_items)
     key = signing_key(probe)
 
     replies: list[ItemReply | None] = [None] * len(judged)
@@ -199,8 +217,15 @@ async def post_results(request: web.Request) -> web.Response:
 
     if valid:
         async with _lock(request, probe.probe_id):
-            outcomes = await app[STORE].write([item for _, item in valid])
+            with app[WRITE_HEALTH].writing("result store"):
+                outcomes = await app[STORE].write([item for _, item in valid])
         for (index, stored), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, Refused):  # the store's reason: the probe quarantines it
+                replies[index] = ItemReply(
+                    index=index, result_id=str(stored.result.result_id),
+                    outcome=ItemOutcome.REJECTED, reason=outcome.reason,
+                )  # fmt: skip
+                continue
             replies[index] = ItemReply(
                 index=index, result_id=str(stored.result.result_id), outcome=ItemOutcome(outcome)
             )
@@ -248,8 +273,12 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     except SignatureError as exc:
         raise Unprocessable(str(exc)) from exc
     async with _lock(request, probe.probe_id):
-        (outcome,) = await app[STORE].write([StoredResult(probe.identity, result)])
+        with app[WRITE_HEALTH].writing("result store"):
+            (outcome,) = await app[STORE].write([StoredResult(probe.identity, result)])
     app[REGISTRY].touch(probe.probe_id)
+    if isinstance(outcome, Refused):
+        app[METRICS].results.labels(kind=Kind.HEARTBEAT.value, outcome="rejected").inc()
+        raise Unprocessable(outcome.reason)
     app[METRICS].results.labels(kind=Kind.HEARTBEAT.value, outcome=outcome.value).inc()
     reply = HeartbeatReply(
         outcome="accepted" if outcome is WriteOutcome.ACCEPTED else "duplicate",

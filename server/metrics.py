@@ -32,6 +32,12 @@ class Metrics:
             "Writes or checks the result store refused or could not answer.",
             registry=self.registry,
         )
+        self.header_timeouts = Counter(
+            "hamletnet_header_timeouts",
+            "Connections closed for sending no complete request headers within"
+            " limits.header_timeout_s.",
+            registry=self.registry,
+        )
         self.probes_enabled = Gauge(
             "hamletnet_probes_enabled", "Enabled probes in the registry.", registry=self.registry
         )

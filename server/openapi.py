@@ -48,8 +48,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         409: "It exists already.",
         413: "Body or batch over the limit.",
         422: "The body is JSON but not of the expected shape.",
-        429: "Too many requests from this probe; see Retry-After.",
-        503: "Storage unavailable or request timed out; nothing was stored. Retry later.",
+        429: "Too many requests from this probe, or too many failed authentications from this"
+        " address; see Retry-After.",
+        503: "Storage unavailable, disk full or request timed out; nothing was stored. Retry"
+        " later.",
     }
     return {str(s): {"description": text[s], "content": _json(_ref(ErrorReply))} for s in statuses}
 

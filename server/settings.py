@@ -67,6 +67,26 @@ class LimitSettings(_Section):
     )
     burst: int = Field(default=40, ge=1, description="Requests a probe may send at once.")
     request_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="Time a connection has to send a request's headers before it is closed.",
+    )
+    auth_failure_burst: int = Field(
+        default=20,
+        ge=0,
+        description="Failed authentications an address may make at once before it is answered"
+        " 429; 0 turns the limit off (behind a reverse proxy every client has its address).",
+    )
+    auth_failures_per_min: float = Field(
+        default=6.0, gt=0, description="Sustained rate of failed authentications per address."
+    )
+    min_free_disk_mb: float = Field(
+        default=16.0,
+        ge=0,
+        description="/healthz reports 503 when data_dir has less free space than this.",
+    )
     max_result_age_days: int = Field(
         default=30,
         ge=1,
@@ -168,5 +188,7 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        title = f"invalid configuration ({path or 'environment'}):"
-        raise ConfigError(explain_by_key(exc, title, "the configuration reference")) from exc
+        explained = explain_by_key(
+            exc, "invalid configuration", path, "the configuration reference", ENV_PREFIX
+        )
+        raise ConfigError(explained) from exc

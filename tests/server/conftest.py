@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.web_runner import BaseRunner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from probes.models import parse_result
 from probes.signing import new_private_key, public_key_text, sign
 from server.app import create_app
+from server.connection import GuardedAppRunner
 from server.settings import Settings, load_settings
 
 ADMIN_TOKEN = "admin-token-for-tests-0123456789"
@@ -80,9 +82,16 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
+class GuardedTestServer(TestServer):
+    """aiohttp's test server, serving through the runner ``hamletnet-server run`` uses."""
+
+    async def _make_runner(self, **kwargs: Any) -> BaseRunner:
+        return GuardedAppRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 async def client(aiohttp_client: Any, settings: Settings) -> TestClient:
-    return await aiohttp_client(create_app(settings))
+    return await aiohttp_client(GuardedTestServer(create_app(settings)))
 
 
 def signed(item: Any, key: Ed25519PrivateKey) -> Any:

@@ -116,7 +116,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     data_dir: Path = tmp_path_factory.mktemp("fuzz")
     # A high rate limit: 429 is documented, but it must not crowd out everything else.
     running = ServerThread(
-        make_settings(data_dir, limits={"requests_per_s": 100_000, "burst": 100_000})
+        make_settings(
+            data_dir,
+            limits={"requests_per_s": 100_000, "burst": 100_000, "auth_failure_burst": 100_000},
+        )
     )
     running.start()
     yield running
