@@ -67,9 +67,10 @@ async def download(request: web.Request) -> web.StreamResponse:
 
 async def upload(request: web.Request) -> web.Response:
     with tracked(request):
-        got = await discard_body(request)
-    response = web.json_response({"bytes": got}, headers={"Cache-Control": "no-store"})
-    response.force_close()
+        body = await discard_body(request)
+    response = web.json_response({"bytes": body.byte_count}, headers={"Cache-Control": "no-store"})
+    if not body.reusable:
+        response.force_close()
     return response
 
 

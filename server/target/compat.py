@@ -3,8 +3,9 @@
 - **Speedtest Mini** (legacy Ookla servers; what speedtest-cli speaks, sivel/speedtest-cli
   ``speedtest.py`` 2.1): ``speedtest/latency.txt`` answers ``test=test``; downloads are
   ``speedtest/random{N}x{N}.jpg`` at Ookla's sizes; uploads are POSTs to
-  ``speedtest/upload.php`` answered ``size=BYTES``; the page at the root names the upload
-  extension (``upload_extension: "php"``), which is how ``--mini`` finds it.
+  ``speedtest/upload.php`` answered ``size=BYTES`` (at once when the body stops where
+  speedtest-cli's stops, ``speedtest_cli_sends``, not after an idle timeout); the page at the
+  root names the upload extension (``upload_extension: "php"``), which is how ``--mini`` finds it.
   ``speedtest-config.php`` serves the configuration XML that speedtest-cli otherwise fetches from
   www.speedtest.net (thread counts, test lengths, upload sizes), with speedtest.net's values, so
   hamletnet's ``speedtest`` engine runs against this target with no Internet at all.
@@ -23,9 +24,12 @@ from aiohttp import web
 
 from probes.bandwidth import params
 from server.appkeys import PAYLOAD
-from server.target.transfer import discard_body, send_random, tracked
+from server.target.transfer import Discarded, discard_body, send_random, tracked
 
 _IMAGE = re.compile(r"random(\d+)x(\d+)\.jpg")
+#: speedtest-cli's upload body: this prefix, then this alphabet repeated (speedtest.py 2.1.3).
+_SPEEDTEST_CLI_PREFIX = b"content1="
+_SPEEDTEST_CLI_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _NO_CACHE = {
     "Cache-Control": "no-store, no-cache, must-revalidate, max-age=0",
     "Pragma": "no-cache",
@@ -75,11 +79,31 @@ async def speedtest_image(request: web.Request) -> web.StreamResponse:
     return response
 
 
+def speedtest_cli_sends(declared: int) -> int:
+    """The body bytes speedtest-cli 2.x really sends under a Content-Length of ``declared``.
+
+    Its ``HTTPUploaderData.pre_allocate`` builds ``"content1="`` plus a 36-character alphabet
+    repeated ``round(declared / 36)`` times, cut to ``declared - 9`` characters: when the
+    repetition falls short, so does the body. Of speedtest.net's upload sizes only 65,536 does
+    (65,529 bytes sent), and speedtest-cli then waits for the reply with 7 bytes owed.
+    """
+    if declared < len(_SPEEDTEST_CLI_PREFIX):
+        return declared
+    repeated = len(_SPEEDTEST_CLI_ALPHABET) * round(declared / len(_SPEEDTEST_CLI_ALPHABET))
+    return len(_SPEEDTEST_CLI_PREFIX) + min(declared - len(_SPEEDTEST_CLI_PREFIX), repeated)
+
+
 async def speedtest_upload(request: web.Request) -> web.Response:
+    declared = request.content_length
+    sends = speedtest_cli_sends(declared) if declared is not None else None
+    early_end = sends if sends != declared else None
     with tracked(request):
-        got = await discard_body(request) if request.method == "POST" else 0
-    response = web.Response(text=f"size={got}", headers=_NO_CACHE)
-    response.force_close()
+        body = Discarded(0, reusable=True)
+        if request.body_exists:
+            body = await discard_body(request, early_end)
+    response = web.Response(text=f"size={body.byte_count}", headers=_NO_CACHE)
+    if not body.reusable:
+        response.force_close()
     return response
 
 
@@ -107,10 +131,11 @@ async def librespeed_garbage(request: web.Request) -> web.StreamResponse:
 
 async def librespeed_empty(request: web.Request) -> web.Response:
     with tracked(request):
+        body = Discarded(0, reusable=True)
         if request.body_exists:
-            await discard_body(request)
+            body = await discard_body(request)
     response = web.Response(headers=_NO_CACHE)
-    if request.body_exists:
+    if not body.reusable:
         response.force_close()
     return response
 
