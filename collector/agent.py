@@ -5,6 +5,13 @@ takes the gate exclusively, so no other test runs during it (their traffic would
 the line's). Every result, failed tests included, is signed and committed to the spool before any
 upload; the uploader drains the spool in its own task. SIGTERM stops the scheduler, abandons a
 running test, tries one last upload, and closes the spool.
+
+Nothing stops delivering silently: the background tasks (upload, clock) run under ``supervise``,
+which restarts one that ends with any exception, after a back-off, and counts and reports what
+ended it (``task_restarts`` in status.json, ``task.NAME`` in the heartbeat's ``last_errors``).
+A run over several targets that times out keeps what its finished targets measured. Results
+measured while the kernel says the wall clock is not synchronised wait in the spool, unsigned,
+and are re-stamped from the boot-time clock once it is (``probes.clock``).
 """
 
 from __future__ import annotations
@@ -15,8 +22,8 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,8 +39,16 @@ from collector.errors import SpoolError
 from collector.identity import Credentials, write_private
 from collector.spool import AsyncSpool
 from collector.upload import Backoff, Uploader
-from probes import heartbeat
-from probes.models import MODEL_BY_KIND, FailureKind, Kind, ResultBase, Status
+from probes import clock, heartbeat
+from probes.models import (
+    MODEL_BY_KIND,
+    FailureKind,
+    Kind,
+    ResultBase,
+    Status,
+    parse_result,
+    unbounded_limits,
+)
 from probes.registry import PROBES, ProbeSpec
 from probes.signing import sign
 
@@ -42,6 +57,19 @@ log = logging.getLogger(__name__)
 #: How long a final upload may take at shutdown before the agent exits anyway (the spool keeps
 #: whatever did not go; systemd's default stop timeout is 90 s).
 SHUTDOWN_UPLOAD_S = 5.0
+#: How often the clock task asks the kernel whether held results can be re-stamped.
+CLOCK_POLL_S = 5.0
+#: A supervised task that ran this long before it died starts again from the shortest back-off.
+HEALTHY_RUN_S = 300.0
+#: The heartbeat carries at most this many ``last_errors`` (its model's bound).
+MAX_REPORTED_ERRORS = 16
+
+#: Kinds whose results are one or more per target: a run is split by target, so a timeout
+#: costs only the targets not finished. (ipv6 measures its one host; cellular its one modem.)
+PER_TARGET_KINDS = frozenset({Kind.LATENCY, Kind.DNS, Kind.BANDWIDTH})
+#: Engines that measure all their targets at once rather than one after another: icmp's series
+#: run side by side, so in turn they would stretch a run far past the timeout it was given.
+CONCURRENT_ENGINES = frozenset({(Kind.LATENCY, "icmp")})
 
 
 class MeasurementGate:
@@ -95,6 +123,7 @@ def failed_result(
     error: str,
     measured_at: datetime,
     duration_ms: float | None = None,
+    target: str | None = None,
 ) -> ResultBase:
     """A failed test is a result too, with its reason."""
     return MODEL_BY_KIND[kind](
@@ -103,6 +132,7 @@ def failed_result(
         measured_at=measured_at,
         duration_ms=duration_ms,
         engine=engine,
+        target=target[:256] if target else None,
         status=Status.FAILED,
         failure_kind=failure,
         error=error[:2048],
@@ -144,7 +174,10 @@ class AgentState:
     last_errors: dict[str, str] = field(default_factory=dict)
     last_run_at: dict[str, str] = field(default_factory=dict)
     tests_run: int = 0
-    results_kept: int = 0
+    results_kept: int = 0  # signed into the spool, held ones once released
+    results_held: int = 0  # measured with an unsynchronised clock, held for re-stamping
+    #: How many times each supervised task or scheduled test ended with an exception.
+    task_restarts: dict[str, int] = field(default_factory=dict)
 
 
 class Agent:
@@ -157,6 +190,8 @@ class Agent:
         http: aiohttp.ClientSession,
         *,
         ssl_context: Any = True,
+        clock_synced: clock.SyncReader = clock.kernel_synced,
+        boottime: Callable[[], float] = clock.boottime_s,
     ) -> None:
         self.config = config
         self.creds = credentials
@@ -178,6 +213,19 @@ class Agent:
         )
         self._wakeup = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
+        self._clock_synced = clock_synced
+        self._boottime = boottime
+        self._boot_id = clock.boot_id()
+        self._maybe_held = True  # until a look at the spool says otherwise
+
+    def anchor(self) -> clock.Anchor:
+        """Both clocks now, and the kernel's word on the wall clock."""
+        return clock.Anchor(
+            wall=datetime.now(UTC),
+            boot_s=self._boottime(),
+            boot_id=self._boot_id,
+            synced=self._clock_synced(),
+        )
 
     # -- tests ----------------------------------------------------------------------------------
     async def run_kind(self, kind: Kind) -> None:
@@ -186,9 +234,11 @@ class Agent:
         if task is not None:
             self._running.add(task)
         try:
-            results = await self._measure(kind)
+            anchor, results = await self._measure(kind)
+            if self._maybe_held and not clock.should_hold(anchor, self.config.clock.max_hold_s):
+                await self._release_held(anchor)  # first, so the spool stays in measuring order
             for result in results:
-                kept = await self._keep(result)
+                kept = await self._keep(result, anchor)
                 if not kept and kind is Kind.HEARTBEAT:
                     # The spool cannot take it (full disk): send the heartbeat straight away, so
                     # the office learns why this probe has gone quiet.
@@ -197,14 +247,17 @@ class Agent:
             self.state.last_run_at[kind.value] = datetime.now(UTC).isoformat()
             self._wakeup.set()
             await self.write_status()
+        except Exception as exc:  # APScheduler would log it and run the job again: count it too
+            self._record_crash(f"test.{kind.value}", exc)
         finally:
             if task is not None:
                 self._running.discard(task)
 
-    async def _measure(self, kind: Kind) -> list[ResultBase]:
+    async def _measure(self, kind: Kind) -> tuple[clock.Anchor, list[ResultBase]]:
         schedule = self.config.schedules[kind]
         if kind is Kind.HEARTBEAT:
-            return [await self._heartbeat()]
+            anchor = self.anchor()
+            return anchor, [await self._heartbeat()]
         entry = PROBES[kind]
         spec = ProbeSpec(
             probe_id=self.creds.probe_id,
@@ -213,35 +266,85 @@ class Agent:
             engine=schedule.engine,
             options=schedule.options,
         )
+        engine = schedule.engine or entry.engine
         gate = self.gate.exclusive() if kind is Kind.BANDWIDTH else self.gate.shared()
         async with gate:
-            measured_at = datetime.now(UTC)
-            started = time.perf_counter()
+            anchor = self.anchor()
+            parts: list[tuple[str | None, ProbeSpec]]
+            if kind in PER_TARGET_KINDS and spec.targets:
+                parts = [(t, replace(spec, targets=(t,))) for t in spec.targets]
+            else:
+                parts = [(None, spec)]
+            results = await self._run_parts(
+                kind, entry.run, parts, engine, concurrent=(kind, engine) in CONCURRENT_ENGINES
+            )
+        failed = [r.error for r in results if r.status is Status.FAILED and r.error]
+        if failed:
+            self.state.last_errors[kind.value] = failed[-1]
+        else:
+            self.state.last_errors.pop(kind.value, None)
+        return anchor, results
+
+    async def _run_parts(
+        self,
+        kind: Kind,
+        run: Callable[[ProbeSpec], Awaitable[list[ResultBase]]],
+        parts: list[tuple[str | None, ProbeSpec]],
+        engine: str,
+        *,
+        concurrent: bool,
+    ) -> list[ResultBase]:
+        """Run each part (one per target, or the whole spec) within the schedule's timeout; what
+        finished parts measured is kept, and each unfinished part becomes one failed result."""
+        timeout_s = self.config.schedules[kind].timeout_s
+        done: list[list[ResultBase] | None] = [None] * len(parts)
+        began: list[tuple[datetime, float] | None] = [None] * len(parts)
+
+        async def one(i: int, target: str | None, spec: ProbeSpec) -> None:
+            began[i] = (datetime.now(UTC), time.perf_counter())
             try:
-                async with asyncio.timeout(schedule.timeout_s):
-                    results = await entry.run(spec)
-                self.state.last_errors.pop(kind.value, None)
-                for r in results:
-                    if r.status is Status.FAILED and r.error:
-                        self.state.last_errors[kind.value] = r.error
-                return results
-            except Exception as exc:
+                done[i] = await run(spec)
+            except Exception as exc:  # the run's own timeout arrives as CancelledError instead
                 failure = classify_failure(exc)
-                message = (
-                    f"no result within {schedule.timeout_s} s"
-                    if failure is FailureKind.TIMEOUT
-                    else f"{type(exc).__name__}: {exc}"
-                )
                 if failure is FailureKind.INTERNAL:
-                    log.exception("%s test failed unexpectedly", kind.value)
-                self.state.last_errors[kind.value] = message
-                elapsed = (time.perf_counter() - started) * 1000
-                engine = schedule.engine or entry.engine
-                return [
+                    log.exception("%s test of %s failed unexpectedly", kind.value, target)
+                measured_at, started = began[i] or (datetime.now(UTC), time.perf_counter())
+                done[i] = [
                     failed_result(
-                        kind, self.creds.probe_id, engine, failure, message, measured_at, elapsed
+                        kind, self.creds.probe_id, engine, failure,
+                        f"{type(exc).__name__}: {exc}", measured_at,
+                        (time.perf_counter() - started) * 1000, target,
                     )
-                ]
+                ]  # fmt: skip
+
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                if concurrent:
+                    async with asyncio.TaskGroup() as tg:
+                        for i, (target, spec) in enumerate(parts):
+                            tg.create_task(one(i, target, spec))
+                else:
+                    for i, (target, spec) in enumerate(parts):
+                        await one(i, target, spec)
+        results: list[ResultBase] = []
+        now = datetime.now(UTC), time.perf_counter()
+        for (target, _), measured, start in zip(parts, done, began, strict=True):
+            if measured is not None:
+                results.extend(measured)
+                continue
+            measured_at, started = start or now
+            message = (
+                f"no result within {timeout_s} s"
+                if start is not None
+                else f"not started: the run's {timeout_s} s ran out on earlier targets"
+            )
+            results.append(
+                failed_result(
+                    kind, self.creds.probe_id, engine, FailureKind.TIMEOUT, message,
+                    measured_at, (time.perf_counter() - started) * 1000, target,
+                )
+            )  # fmt: skip
+        return results
 
     async def _heartbeat(self) -> ResultBase:
         depth: int | None = None
@@ -258,14 +361,20 @@ class Agent:
             spool_depth=depth,
             spool_oldest_age_s=oldest,
             evicted_count=evicted,
-            last_errors=dict(self.state.last_errors),
+            last_errors=dict(list(self.state.last_errors.items())[-MAX_REPORTED_ERRORS:]),
             disk_path=self.config.state_dir,
         )
 
-    async def _keep(self, result: ResultBase) -> bool:
-        """Sign and commit to the spool; a full disk is reported and the agent carries on."""
+    async def _keep(self, result: ResultBase, anchor: clock.Anchor) -> bool:
+        """Sign and commit to the spool, or hold it unsigned while the clock is unsynchronised;
+        a full disk is reported and the agent carries on."""
         try:
-            if await self.spool.add(sign(result, self.key)):
+            if clock.should_hold(anchor, self.config.clock.max_hold_s):
+                boot_s = clock.boot_time_of(result.measured_at, anchor)
+                if await self.spool.hold(result, anchor.boot_id, boot_s):
+                    self.state.results_held += 1
+                    self._maybe_held = True
+            elif await self.spool.add(sign(self._clock_marked(result, anchor), self.key)):
                 self.state.results_kept += 1
         except SpoolError as exc:  # SpoolFullError included: same handling, its own message
             self.state.last_errors["spool"] = str(exc)
@@ -273,6 +382,85 @@ class Agent:
             return False
         self.state.last_errors.pop("spool", None)
         return True
+
+    def _clock_marked(self, result: ResultBase, anchor: clock.Anchor) -> ResultBase:
+        if anchor.synced is False:
+            self.state.last_errors["clock"] = (
+                "the kernel says the wall clock is not synchronised (adjtimex): results go out"
+                " marked clock_synced false; check NTP (timedatectl timesync-status)"
+            )
+        else:
+            self.state.last_errors.pop("clock", None)
+        return result.model_copy(update={"clock_synced": anchor.synced})
+
+    async def _release_held(self, now: clock.Anchor) -> None:
+        """Sign and queue every held result ``clock.settle`` lets go, re-stamped where it can."""
+        items = await self.spool.held()
+        out: list[ResultBase] = []
+        for item in items:
+            held = clock.Held(item.measured_at, item.boot_s, item.boot_id)
+            release = clock.settle(held, now, self.config.clock.max_hold_s)
+            if release is None:
+                continue
+            result = parse_result(json.loads(item.payload), unbounded_limits())
+            stamped = result.model_copy(
+                update={
+                    "measured_at": release.measured_at,
+                    "clock_synced": False,
+                    "clock_restamped": release.restamped,
+                }
+            )
+            out.append(sign(stamped, self.key))
+        released = await self.spool.release(out)
+        self.state.results_kept += released
+        if released:
+            log.info("released %d held result(s), %d re-stamped", released,
+                     sum(1 for r in out if r.clock_restamped))  # fmt: skip
+            self._wakeup.set()
+        self._maybe_held = len(out) < len(items) or len(items) >= 1000
+
+    async def clock_loop(self, stop: asyncio.Event) -> None:
+        """Release held results as soon as the kernel says the clock is synchronised."""
+        while not stop.is_set():
+            if self._maybe_held:
+                try:
+                    await self._release_held(self.anchor())
+                except SpoolError as exc:
+                    log.error("cannot release held results: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOCK_POLL_S):
+                    await stop.wait()
+
+    # -- supervision ----------------------------------------------------------------------------
+    def _record_crash(self, name: str, exc: BaseException | None) -> int:
+        count = self.state.task_restarts[name] = self.state.task_restarts.get(name, 0) + 1
+        what = f"{type(exc).__name__}: {exc}" if exc is not None else "returned early"
+        self.state.last_errors[f"task.{name}"] = f"ended {count} time(s); last: {what}"[:2048]
+        log.error("%s ended (%d time(s)): %s", name, count, what, exc_info=exc)
+        return count
+
+    async def supervise(
+        self, name: str, body: Callable[[asyncio.Event], Awaitable[None]], stop: asyncio.Event
+    ) -> None:
+        """Run ``body(stop)`` until ``stop`` is set, restarting it after a back-off whenever it
+        ends any other way, and recording what ended it."""
+        backoff = Backoff(self.config.upload.backoff_min_s, self.config.upload.backoff_max_s)
+        while not stop.is_set():
+            started = time.monotonic()
+            error: Exception | None = None
+            try:
+                await body(stop)
+            except Exception as exc:
+                error = exc
+            if stop.is_set():
+                return
+            if time.monotonic() - started >= HEALTHY_RUN_S:
+                backoff.reset()
+            self._record_crash(name, error)
+            await self.write_status()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(backoff.next_delay()):
+                    await stop.wait()
 
     # -- upload -----------------------------------------------------------------------------------
     async def upload_loop(self, stop: asyncio.Event) -> None:
@@ -311,6 +499,7 @@ class Agent:
                 "oldest_age_s": stats.oldest_age_s,
                 "evicted": stats.evicted_count,
                 "rejected": stats.rejected_count,
+                "held": stats.held,
             }
         except SpoolError as exc:
             spool = {"error": str(exc)}
@@ -324,7 +513,9 @@ class Agent:
             "next_runs": self.next_runs(),
             "last_runs": self.state.last_run_at,
             "results_kept": self.state.results_kept,
+            "results_held": self.state.results_held,
             "last_errors": self.state.last_errors,
+            "task_restarts": self.state.task_restarts,
             "spool": spool,
             "upload": {
                 "sent": report.sent,
@@ -371,7 +562,10 @@ class Agent:
             "probe %s started: %s", self.creds.probe_id,
             ", ".join(f"{k}={v}" for k, v in self.next_runs().items()),
         )  # fmt: skip
-        uploader = asyncio.create_task(self.upload_loop(stop), name="upload")
+        background = [
+            asyncio.create_task(self.supervise(name, body, stop), name=name)
+            for name, body in (("upload", self.upload_loop), ("clock", self.clock_loop))
+        ]
         try:
             await stop.wait()
         finally:
@@ -380,9 +574,9 @@ class Agent:
             for task in list(self._running):
                 task.cancel()
             await asyncio.gather(*self._running, return_exceptions=True)
-            uploader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await uploader
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(SHUTDOWN_UPLOAD_S):
                     await self.uploader.drain()

@@ -42,6 +42,11 @@ the payloads total at most ``max_bytes``; ``add`` runs it in its own transaction
 table keeps the newest ``max_rejected`` (10 000) quarantined results; older ones fall off and are
 counted in ``rejected_dropped_count``, so nothing leaves without a trace.
 
+Held results. A result measured while the kernel said the wall clock was not synchronised
+(``probes.clock``) waits, unsigned, in the ``held`` table with the boot id and boot time of its
+measurement, so it can be re-stamped once the clock is right, even by an agent restarted in the
+meantime; ``release`` moves it, signed with its final stamp, into ``items`` in one transaction.
+
 ``Spool`` is synchronous and belongs to the thread that opened it (sqlite3's
 ``check_same_thread``); ``AsyncSpool`` runs every call on one dedicated worker thread so the
 agent's event loop never waits on the SD card.
@@ -78,7 +83,19 @@ DEFAULT_MAX_REJECTED = 10_000
 MAX_REASON_CHARS = 2048
 
 #: Version of the file layout below, kept in ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+#: Layout 2 adds the ``held`` table to layout 1.
+_HELD_SCHEMA = """
+CREATE TABLE held (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_id TEXT NOT NULL UNIQUE,
+    measured_at_us INTEGER NOT NULL,        -- the wall-clock stamp, from an unsynchronised clock
+    boot_id TEXT NOT NULL,                  -- /proc/sys/kernel/random/boot_id at measurement
+    boot_s REAL NOT NULL,                   -- CLOCK_BOOTTIME at measured_at
+    payload TEXT NOT NULL                   -- the unsigned result's JSON
+);
+"""
 
 _SCHEMA = """
 CREATE TABLE items (
@@ -126,6 +143,15 @@ class SpooledItem:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldItem:
+    result_id: str
+    measured_at: datetime
+    boot_id: str
+    boot_s: float
+    payload: str  # the unsigned result's JSON
+
+
+@dataclass(frozen=True, slots=True)
 class RejectedItem:
     result_id: str
     kind: str
@@ -144,6 +170,7 @@ class SpoolStats:
     rejected_count: int  # rejected results kept aside now (what ``rejected()`` lists)
     last_ack_at: datetime | None
     rejected_dropped_count: int = 0  # rejected results that fell off the bound (persistent)
+    held: int = 0  # results waiting for the clock to be synchronised (not yet in ``depth``)
 
 
 class Spool:
@@ -226,6 +253,11 @@ class Spool:
                 f"spool {self.path} has layout version {version}, newer than this agent"
                 f" understands ({SCHEMA_VERSION}); upgrade the agent or move the file aside"
             )
+        if version == 1:
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {_HELD_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            )
+            return
         tables = conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
         if tables.fetchone()[0]:
             raise SpoolError(
@@ -233,7 +265,8 @@ class Spool:
                 " or configure another spool path"
             )
         conn.executescript(
-            f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            f"BEGIN IMMEDIATE; {_SCHEMA} {_HELD_SCHEMA}"
+            f" PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
         )
 
     def close(self) -> None:
@@ -261,18 +294,7 @@ class Spool:
 
         Eviction (``evict``) runs in the same transaction, so the bounds hold after every add.
         """
-        payload = result.model_dump_json()
-        size = len(payload.encode("utf-8"))
-        result_id = str(result.result_id)
-        kind = result.model_dump(mode="json", include={"kind"}).get("kind")
-        if not isinstance(kind, str):
-            raise ValueError(f"result {result_id} has no 'kind'; spool a probes.models.Result")
-        if size > self.max_bytes:
-            raise SpoolError(
-                f"result {result_id} ({kind}) is {size} bytes, more than the whole spool"
-                f" {self.path} may hold ({self.max_bytes} bytes); raise the spool's max_bytes"
-            )
-        measured_at_us = _to_us(result.measured_at)
+        result_id, kind, measured_at_us, size, payload = self._row(result)
         when = _now(now)
         with self._transaction("add a result to") as conn:
             # A result the server has rejected stays rejected: it is not queued again.
@@ -286,6 +308,67 @@ class Spool:
             if added:
                 self._evict(conn, when)
         return added
+
+    def hold(self, result: ResultBase, boot_id: str, boot_s: float) -> bool:
+        """Keep an unsigned result measured with an unsynchronised clock until ``release``;
+        False if its ``result_id`` is already held."""
+        result_id = str(result.result_id)
+        with self._transaction("hold a result in") as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO held (result_id, measured_at_us, boot_id, boot_s, payload)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (result_id, _to_us(result.measured_at), boot_id, boot_s, result.model_dump_json()),
+            )
+            return cursor.rowcount == 1
+
+    def held(self, limit: int = 1000) -> list[HeldItem]:
+        """Held results, oldest first."""
+        with self._translated("read"):
+            rows = (
+                self._connection()
+                .execute(
+                    "SELECT result_id, measured_at_us, boot_id, boot_s, payload FROM held"
+                    " ORDER BY seq LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        return [HeldItem(r, _from_us(at), b, s, p) for r, at, b, s, p in rows]
+
+    def release(self, results: Iterable[ResultBase], *, now: datetime | None = None) -> int:
+        """Move held results, now stamped and signed, into the queue in one transaction (the
+        held row goes only with its result in ``items``); how many were held."""
+        rows = [self._row(result) for result in results]
+        if not rows:
+            return 0
+        when = _now(now)
+        released = 0
+        with self._transaction("release held results into") as conn:
+            for result_id, kind, measured_at_us, size, payload in rows:
+                conn.execute(
+                    "INSERT OR IGNORE INTO items (result_id, kind, measured_at_us, size, payload)"
+                    " SELECT ?, ?, ?, ?, ?"
+                    " WHERE NOT EXISTS (SELECT 1 FROM rejected WHERE result_id = ?)",
+                    (result_id, kind, measured_at_us, size, payload, result_id),
+                )
+                deleted = conn.execute("DELETE FROM held WHERE result_id = ?", (result_id,))
+                released += max(deleted.rowcount, 0)
+            self._evict(conn, when)
+        return released
+
+    def _row(self, result: ResultBase) -> tuple[str, str, int, int, str]:
+        payload = result.model_dump_json()
+        size = len(payload.encode("utf-8"))
+        result_id = str(result.result_id)
+        kind = result.model_dump(mode="json", include={"kind"}).get("kind")
+        if not isinstance(kind, str):
+            raise ValueError(f"result {result_id} has no 'kind'; spool a probes.models.Result")
+        if size > self.max_bytes:
+            raise SpoolError(
+                f"result {result_id} ({kind}) is {size} bytes, more than the whole spool"
+                f" {self.path} may hold ({self.max_bytes} bytes); raise the spool's max_bytes"
+            )
+        return result_id, kind, _to_us(result.measured_at), size, payload
 
     def ack(self, result_ids: Iterable[str], *, now: datetime | None = None) -> int:
         """Delete results the server acknowledged (accepted or duplicate); how many were here."""
@@ -434,6 +517,7 @@ class Spool:
                 "SELECT count(*), min(measured_at_us) FROM items"
             ).fetchone()
             rejected_count = conn.execute("SELECT count(*) FROM rejected").fetchone()[0]
+            held = conn.execute("SELECT count(*) FROM held").fetchone()[0]
             meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         oldest = None if oldest_us is None else _from_us(oldest_us)
         last_ack_us = meta["last_ack_at_us"]
@@ -447,6 +531,7 @@ class Spool:
             rejected_count=rejected_count,
             last_ack_at=None if last_ack_us is None else _from_us(last_ack_us),
             rejected_dropped_count=meta["rejected_dropped_count"],
+            held=held,
         )
 
     # -- the one place sqlite3 errors become ours --------------------------------------------
@@ -561,6 +646,15 @@ class AsyncSpool:
         self, rejected: Iterable[tuple[str, str]], *, now: datetime | None = None
     ) -> int:
         return await self._run(self.spool.quarantine, list(rejected), now=now)
+
+    async def hold(self, result: ResultBase, boot_id: str, boot_s: float) -> bool:
+        return await self._run(self.spool.hold, result, boot_id, boot_s)
+
+    async def held(self, limit: int = 1000) -> list[HeldItem]:
+        return await self._run(self.spool.held, limit)
+
+    async def release(self, results: Iterable[ResultBase], *, now: datetime | None = None) -> int:
+        return await self._run(self.spool.release, list(results), now=now)
 
     async def rejected(self, limit: int = 100) -> list[RejectedItem]:
         return await self._run(self.spool.rejected, limit)

@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from collector.connection_errors import describe
 from collector.spool import AsyncSpool, SpooledItem
 from probes.models import ResultBase
 
@@ -66,7 +67,7 @@ def classify(
       the server's reason; an item the reply does not mention stays for the next try.
     - 413, 400, 422: the batch as a whole was refused; halve it until the one item at fault is
       alone, and quarantine that one with the server's words (never retried forever).
-    - 429 and 5xx, or no reply: back off and resend.
+    - 429 and 5xx, no reply, or a 2xx reply that cannot be read: back off and resend.
     - 401, 403, 404 and other 4xx: hold everything and back off long; someone must act
       (register the probe, enable it, fix server_url).
     """
@@ -88,6 +89,9 @@ def classify(
         if not ack and not quarantine:
             return Decision(Next.BACKOFF, message="the reply settled none of the sent items")
         return Decision(Next.CONTINUE, tuple(ack), tuple(quarantine))
+    if 200 <= status < 300:
+        # Stored or not, we cannot tell: resend (the server answers "duplicate" for what it has).
+        return Decision(Next.BACKOFF, message=f"unreadable {status} reply from the server")
     if status in (400, 413, 422):
         if len(sent_ids) == 1:
             reason = f"server refused it ({status}): {detail or body!r}"
@@ -133,6 +137,15 @@ class UploadReport:
     last_success_at: datetime | None = None
 
 
+def decode_reply(raw: bytes) -> Any:
+    """The reply's JSON, or (any bytes at all: not JSON, not UTF-8) its first 200 characters as
+    text for the log; never an exception, so no reply can end the upload task."""
+    try:
+        return json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+        return raw[:200].decode("utf-8", errors="replace")
+
+
 def batch_body(items: Sequence[SpooledItem]) -> bytes:
     """The request body, built from the spooled JSON as it is: no re-encoding, no re-signing."""
     return b'{"results":[' + b",".join(i.payload.encode("utf-8") for i in items) + b"]}"
@@ -175,14 +188,9 @@ class Uploader:
                 ssl=self.ssl,
                 timeout=self.timeout,
             ) as resp:
-                text = await resp.text()
-                try:
-                    body = json.loads(text)
-                except json.JSONDecodeError:
-                    body = text[:200]
-                return resp.status, body, resp.headers.get("Retry-After")
+                return resp.status, decode_reply(await resp.read()), resp.headers.get("Retry-After")
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self.report.last_error = f"cannot reach the server: {exc!r}"
+            self.report.last_error = f"cannot reach the server: {describe(exc, self.url)}"
             return None, None, None
 
     async def send_heartbeat(self, result: ResultBase) -> bool:

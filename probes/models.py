@@ -60,6 +60,10 @@ TagText = Annotated[
 NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 Percent = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 NonNegInt = Annotated[int, Field(ge=0, le=2**62)]
+#: Where a test's receive times came from: the kernel's ``SO_TIMESTAMPNS`` stamp of every sample,
+#: or user space (the monotonic clock right after the read) for at least one sample, because the
+#: kernel refused or gave no stamp, or the wall clock stepped (``probes.kernel_timestamps``).
+TimestampSource = Literal["kernel", "user"]
 
 
 class Kind(StrEnum):
@@ -139,6 +143,15 @@ class ResultBase(_Model):
     error: LongText | None = Field(default=None, description="Why the test failed, in words.")
     engine: Identifier = Field(description="What measured: 'http', 'iperf3', 'icmp', 'mmcli'...")
     target: TagText | None = Field(default=None, description="What was measured against.")
+    # The probe's wall clock (a Raspberry Pi has no RTC: wrong after a power cut until NTP
+    # syncs). None: not known (an older agent, or no adjtimex to ask); see probes/clock.py.
+    clock_synced: bool | None = Field(
+        default=None, description="The kernel said the clock was NTP-synchronised (adjtimex)."
+    )
+    clock_restamped: bool | None = Field(
+        default=None,
+        description="measured_at was recomputed from the monotonic clock after the first sync.",
+    )
     signature: Annotated[str, StringConstraints(max_length=256)] | None = Field(
         default=None, description="Probe's Ed25519 signature over the canonical result."
     )
@@ -232,6 +245,9 @@ class LatencyResult(ResultBase):
     connect_ms: NonNegFloat | None = None
     tls_ms: NonNegFloat | None = None
     first_byte_ms: NonNegFloat | None = None
+    #: Of the samples in ``rtts_ms`` (icmp, http); None when none was timed, and for tcp, whose
+    #: RTT is the kernel's ``TCP_INFO`` estimate, not a receive stamp.
+    timestamp_source: TimestampSource | None = None
 
     @model_validator(mode="after")
     def _received_not_above_sent(self) -> LatencyResult:
@@ -250,6 +266,8 @@ class DnsResult(ResultBase):
     rcode: Annotated[str, StringConstraints(max_length=16)] | None = None
     resolve_ms: NonNegFloat | None = None
     answers: Annotated[int, Field(ge=0, le=1000)] | None = None
+    #: Of ``resolve_ms``; "user" also for an answer repeated over TCP. None: no answer timed.
+    timestamp_source: TimestampSource | None = None
 
 
 class Ipv6Result(ResultBase):
@@ -313,6 +331,11 @@ class CellularResult(ResultBase):
     rsrq_db: Annotated[float, Field(ge=-50, le=10, allow_inf_nan=False)] | None = None
     snr_db: Annotated[float, Field(ge=-50, le=60, allow_inf_nan=False)] | None = None
     signal_quality_pct: Percent | None = None
+    signal_quality_recent: bool | None = Field(
+        default=None,
+        description="ModemManager's 'recent' flag; false: its last reading is over 60 s old, so"
+        " signal_quality_pct is withheld (None).",
+    )
     #: Which radio the RSRP/RSRQ/SNR were read from ("lte" or "5g"; both exist on 5G NSA).
     signal_technology: Annotated[str, StringConstraints(max_length=16)] | None = None
 

@@ -13,18 +13,28 @@ Targets:
   values; ``server/target/compat.py``) and parsed by speedtest-cli's own code, so the engine runs
   with no Internet at all.
 - ``ookla`` (the nearest by latency) or ``ookla:ID``: Ookla's public servers (needs the Internet).
+
+speedtest-cli runs in a child process (``python -m probes.bandwidth.speedtest_engine``), not in
+a thread: its transfer threads cannot be stopped from outside, so a test cut by its caller's
+timeout would go on moving bytes into the next test ("a bandwidth test runs alone"). Killing
+the child ends every transfer at once, and the kernel closes its sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import itertools
+import json
+import os
+import sys
 import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +48,10 @@ from probes.models import BandwidthResult, FailureKind, Family
 
 #: How long a single speedtest-cli HTTP request may take, seconds (its default is 10).
 REQUEST_TIMEOUT_S = 10
+#: The child process that runs speedtest-cli: this module.
+WORKER_MODULE = "probes.bandwidth.speedtest_engine"
+#: The directory that holds the ``probes`` package, put on the child's import path.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class SpeedtestOptions(BaseModel):
@@ -145,6 +159,57 @@ def _run_blocking(target: str, options: SpeedtestOptions) -> SpeedtestFigures:
     )
 
 
+def _worker_reply(target: str, options: SpeedtestOptions) -> dict[str, Any]:
+    """What the child prints: its figures, or the failure kind and words of what went wrong."""
+    try:
+        return {"figures": dataclasses.asdict(_run_blocking(target, options))}
+    except speedtest.ConfigRetrievalError as exc:
+        failure, message = (
+            FailureKind.UNREACHABLE,
+            (f"speedtest-cli could not get its configuration: {exc}"),
+        )
+    except speedtest.SpeedtestMiniConnectFailure:
+        failure, message = FailureKind.UNREACHABLE, f"no Speedtest Mini at {target}"
+    except speedtest.SpeedtestException as exc:
+        failure = FailureKind.PROTOCOL
+        message = f"speedtest-cli against {target}: {type(exc).__name__}: {exc}"
+    except OSError as exc:
+        failure, message = FailureKind.UNREACHABLE, f"{target}: {type(exc).__name__}: {exc}"
+    return {"failure_kind": failure.value, "error": message}
+
+
+def parse_worker_output(returncode: int, stdout: bytes, stderr: bytes) -> SpeedtestFigures:
+    """The child's figures, or ``BandwidthError`` with its failure (the child's last words when
+    it died without a reply)."""
+    try:
+        reply = json.loads(stdout)
+        if "figures" in reply:
+            return SpeedtestFigures(**reply["figures"])
+        raise BandwidthError(FailureKind(reply["failure_kind"]), str(reply["error"]))
+    except (ValueError, TypeError, KeyError):
+        last = stderr.decode("utf-8", errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise BandwidthError(
+            FailureKind.INTERNAL, f"the speedtest-cli process ended ({returncode}): {last[0]}"
+        ) from None
+
+
+async def _run_in_child(target: str, options: SpeedtestOptions) -> SpeedtestFigures:
+    """Run speedtest-cli in a child process, killed if this coroutine is cancelled."""
+    path = os.pathsep.join(filter(None, [_PACKAGE_ROOT, os.environ.get("PYTHONPATH")]))
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", WORKER_MODULE, target, options.model_dump_json(),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        env=os.environ | {"PYTHONPATH": path},
+    )  # fmt: skip
+    try:
+        stdout, stderr = await child.communicate()
+    finally:
+        if child.returncode is None:  # cancelled (the caller's timeout): end every transfer now
+            child.kill()
+            await child.wait()
+    return parse_worker_output(child.returncode or 0, stdout, stderr)
+
+
 async def measure(probe_id: str, target: str, options: dict[str, Any]) -> BandwidthResult:
     try:
         opts = SpeedtestOptions.model_validate(options)
@@ -153,18 +218,7 @@ async def measure(probe_id: str, target: str, options: dict[str, Any]) -> Bandwi
     measured_at = datetime.now(UTC)
     started = time.perf_counter()
     host = urlsplit(target).hostname if "://" in target else None
-    try:
-        figures = await asyncio.to_thread(_run_blocking, target, opts)
-    except speedtest.ConfigRetrievalError as exc:
-        raise BandwidthError(
-            FailureKind.UNREACHABLE, f"speedtest-cli could not get its configuration: {exc}"
-        ) from None
-    except speedtest.SpeedtestMiniConnectFailure:
-        raise BandwidthError(FailureKind.UNREACHABLE, f"no Speedtest Mini at {target}") from None
-    except speedtest.SpeedtestException as exc:
-        raise BandwidthError(
-            FailureKind.PROTOCOL, f"speedtest-cli against {target}: {type(exc).__name__}: {exc}"
-        ) from None
+    figures = await _run_in_child(target, opts)
     link = await asyncio.to_thread(link_speed_mbps, host) if host else None
     return BandwidthResult(
         result_id=uuid.uuid4(),
@@ -196,3 +250,14 @@ def _family(host: str | None) -> Family | None:
     except ValueError:
         return None
     return Family.IPV6 if version == 6 else Family.IPV4
+
+
+def _worker_main(argv: list[str]) -> int:
+    target, options = argv
+    reply = _worker_reply(target, SpeedtestOptions.model_validate_json(options))
+    sys.stdout.write(json.dumps(reply))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))

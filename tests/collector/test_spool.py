@@ -208,6 +208,41 @@ def test_eviction_by_size_is_oldest_first_and_counted_across_reopen(tmp_path: Pa
         assert spool.oldest(10)[0].result_id == str(results[-1].result_id)
 
 
+def test_held_results_wait_apart_and_are_released_into_the_queue_once(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    queued, waiting = latency_result(), latency_result()
+    with Spool(path) as spool:
+        spool.add(queued)
+        assert spool.hold(waiting, "boot-1", 42.5)
+        assert not spool.hold(waiting, "boot-1", 42.5)  # once
+        assert [i.result_id for i in spool.oldest(10)] == [str(queued.result_id)]
+        assert (spool.stats().depth, spool.stats().held) == (1, 1)
+    with Spool(path) as spool:  # held survives a reopen (an agent restart)
+        (held,) = spool.held()
+        assert (held.boot_id, held.boot_s) == ("boot-1", 42.5)
+        assert held.measured_at == waiting.measured_at
+        restamped = waiting.model_copy(update={"clock_restamped": True})
+        assert spool.release([restamped]) == 1
+        assert spool.release([restamped]) == 0
+        assert spool.held() == []
+        ids = [i.result_id for i in spool.oldest(10)]
+        assert ids == [str(queued.result_id), str(waiting.result_id)]
+        assert json.loads(spool.oldest(10)[1].payload)["clock_restamped"] is True
+
+
+def test_a_layout_1_spool_is_upgraded_keeping_its_results(tmp_path: Path) -> None:
+    path = tmp_path / "spool.sqlite3"
+    kept = latency_result()
+    with Spool(path) as spool:
+        spool.add(kept)
+    with sqlite3.connect(path) as conn:  # what an agent before the held table left behind
+        conn.execute("DROP TABLE held")
+        conn.execute("PRAGMA user_version = 1")
+    with Spool(path) as spool:
+        assert [i.result_id for i in spool.oldest(10)] == [str(kept.result_id)]
+        assert spool.hold(latency_result(), "boot-1", 1.0)
+
+
 def test_a_result_larger_than_the_whole_spool_is_refused_loudly(tmp_path: Path) -> None:
     with Spool(tmp_path / "results.db", max_bytes=200) as spool:
         with pytest.raises(SpoolError, match="raise the spool's max_bytes") as caught:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from collector.upload import Backoff, Next, classify
+from collector.upload import Backoff, Next, classify, decode_reply
 
 IDS = ["id-0", "id-1", "id-2"]
 
@@ -69,3 +69,13 @@ def test_backoff_grows_exponentially_within_bounds_and_resets() -> None:
     assert max(delays[8:]) > 10  # it does grow
     backoff.reset()
     assert backoff.next_delay() == 1.0  # first ceiling is min_s itself
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\xff\xfe\xfd", b'{"items": "\xe9t\xe9"}', b"<html>502</html>", b""]
+)
+def test_any_reply_bytes_decode_and_an_unreadable_2xx_backs_off(raw: bytes) -> None:
+    body = decode_reply(raw)
+    assert isinstance(body, str)
+    decision = classify(200, body, IDS)
+    assert decision.next is Next.BACKOFF and not decision.ack and not decision.quarantine

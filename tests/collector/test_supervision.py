@@ -1,0 +1,109 @@
+"""The agent never stops delivering: a reply it cannot read, or an error nobody foresaw, must not
+end the upload task while tests go on filling the spool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from collector.spool import AsyncSpool
+from tests.collector.inprocess import (
+    IngestStandIn,
+    make_agent,
+    probe_config,
+    read_status,
+    wait_for,
+)
+
+Server = Callable[..., Awaitable[TestServer]]
+
+
+class InjectedFault(Exception):
+    """An exception type no code of the agent catches by name."""
+
+
+class FaultySpool(AsyncSpool):
+    """The real spool, whose ``ack`` raises ``InjectedFault`` the first ``times`` calls: after
+    the server has accepted a batch, before the spool forgets it."""
+
+    def __init__(self, path: Path, times: int) -> None:
+        super().__init__(path)
+        self.times = times
+
+    async def ack(self, result_ids: Iterable[str], *, now: datetime | None = None) -> int:
+        if self.times > 0:
+            self.times -= 1
+            raise InjectedFault("injected while acknowledging")
+        return await super().ack(result_ids, now=now)
+
+
+async def _run_until_delivered(
+    tmp_path: Path, aiohttp_server: Server, ingest: IngestStandIn, spool: AsyncSpool
+) -> dict[str, Any]:
+    server = await aiohttp_server(ingest.app())
+    config = probe_config(tmp_path / "state")
+    await spool.open()
+    stop = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession() as http:
+            agent = make_agent(config, str(server.make_url("")), spool, http)
+            running = asyncio.create_task(agent.run(stop))
+            try:
+                await wait_for(
+                    lambda: len(ingest.received) >= 8 or running.done(), 20,
+                    "eight results at the server",
+                )  # fmt: skip
+            finally:
+                stop.set()
+                await running
+        assert agent.state.results_kept >= 8
+        # Nothing lost: every result the agent kept reached the server, and none is waiting.
+        assert (await spool.stats()).depth == 0
+        assert len(ingest.received) == agent.state.results_kept
+        return read_status(config)
+    finally:
+        await spool.close()
+
+
+async def test_a_reply_that_is_not_utf8_does_not_end_the_uploads(
+    tmp_path: Path, aiohttp_server: Server
+) -> None:
+    def garbage(n: int) -> web.Response | None:
+        if n >= 3:
+            return None
+        return web.Response(
+            body=b'{"items": "\xff\xfe\xfd latin-1 \xe9t\xe9"}',
+            content_type="application/json", charset="utf-8",
+        )  # fmt: skip
+
+    ingest = IngestStandIn(garbage)
+    await _run_until_delivered(
+        tmp_path, aiohttp_server, ingest, AsyncSpool(tmp_path / "spool.sqlite3")
+    )
+    assert ingest.uploads > 3
+
+
+async def test_an_unforeseen_exception_restarts_the_upload_task_and_is_counted(
+    tmp_path: Path, aiohttp_server: Server
+) -> None:
+    ingest = IngestStandIn()
+    status = await _run_until_delivered(
+        tmp_path, aiohttp_server, ingest, FaultySpool(tmp_path / "spool.sqlite3", times=2)
+    )
+    assert status["task_restarts"] == {"upload": 2}
+    assert "InjectedFault" in status["last_errors"]["task.upload"]
+    # The first batch was sent three times (two acknowledgements failed), answered "duplicate"
+    # by the server the second and third time.
+    assert max(ingest.received.values()) == 3
+    # The office hears of it through the heartbeat.
+    heartbeats = [r for r in ingest.results.values() if r["kind"] == "heartbeat"]
+    assert any(
+        "InjectedFault" in (r.get("last_errors") or {}).get("task.upload", "") for r in heartbeats
+    )
