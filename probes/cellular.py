@@ -9,7 +9,11 @@ snapshot that finds it off switches it on (the modem keeps the rate) and waits f
 
 On 5G NSA the modem reports both an LTE anchor and an NR leg; the NR values are taken when the
 modem reports them (``signal_technology`` says which), since NR carries the 5G traffic that
-QCVN 126 judges. Parsers are pure functions fed recorded mmcli output (tests/probes/fixtures/mmcli).
+QCVN 126 judges. ModemManager keeps the last signal quality % after the modem stops refreshing it
+and only clears its "recent" flag (``SIGNAL_QUALITY_RECENT_TIMEOUT_SEC``, 60 s, in ModemManager's
+``mm-iface-modem.c``); such a value is history, not the signal now, so it is withheld. Parsers are
+pure functions fed mmcli documents (tests/probes/fixtures/mmcli, whose README says what each
+stands for).
 """
 
 from __future__ import annotations
@@ -59,7 +63,8 @@ class ModemStatus:
     technology: str | None  # access technologies as ModemManager names them, joined by ","
     operator: str | None
     registration_state: str | None
-    signal_quality_pct: float | None
+    signal_quality_pct: float | None  # None when unknown or not recent
+    signal_quality_recent: bool | None  # mmcli's "recent" flag; None when it gave none
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,13 +122,16 @@ def parse_modem(doc: Mapping[str, Any]) -> ModemStatus:
     gpp = _section(doc, "modem", "3gpp")
     techs = generic.get("access-technologies")
     names = [t for t in techs if mm_text(t)] if isinstance(techs, list) else []
-    quality = mm_float(_section(generic, "signal-quality").get("value"), (0.0, 100.0))
+    quality_doc = _section(generic, "signal-quality")
+    recent = {"yes": True, "no": False}.get(mm_text(quality_doc.get("recent")) or "")
+    quality = mm_float(quality_doc.get("value"), (0.0, 100.0))
     return ModemStatus(
         state=mm_text(generic.get("state")),
         technology=",".join(names)[:32] or None,
         operator=mm_text(gpp.get("operator-name")),
         registration_state=mm_text(gpp.get("registration-state")),
-        signal_quality_pct=quality,
+        signal_quality_pct=None if recent is False else quality,
+        signal_quality_recent=recent,
     )
 
 
@@ -215,6 +223,7 @@ async def snapshot(
         operator=status.operator,
         registration_state=status.registration_state,
         signal_quality_pct=status.signal_quality_pct,
+        signal_quality_recent=status.signal_quality_recent,
         rsrp_dbm=signal.rsrp_dbm,
         rsrq_db=signal.rsrq_db,
         snr_db=signal.snr_db,

@@ -5,8 +5,9 @@ the resolvers ("system" = the first nameserver of /etc/resolv.conf, what every p
 probe uses; or an address, ``IP``, ``IP:PORT``, ``[IPv6]:PORT``), ``options.qtypes`` the types
 (default A and AAAA). Queries go over UDP, recursion desired, like a stub resolver's; a truncated
 answer is repeated over TCP (RFC 7766). ``resolve_ms`` runs from the first try's send to the
-kernel's receive stamp of the answer (``probes.kernel_timestamps``), so a retry after a lost
-datagram is in it, as a user would have waited it. Successive queries may be answered from the
+kernel's receive stamp of the answer (``probes.kernel_timestamps``; the monotonic clock right after
+the read where the kernel refuses stamps, and ``timestamp_source`` says which), so a retry after a
+lost datagram is in it, as a user would have waited it. Successive queries may be answered from the
 resolver's cache: that is what users get, and the first query of a name shows the cold case.
 
 What counts as failed (documented in the README): the test fails when there is no usable answer
@@ -40,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes import kernel_timestamps
 from probes.latency.address import split_host_port
-from probes.models import DnsResult, FailureKind, Status
+from probes.models import DnsResult, FailureKind, Status, TimestampSource
 from probes.options import validate_options
 
 ENGINE = "dnspython"
@@ -121,8 +122,8 @@ def judge(
 
 async def _exchange_udp(
     query: dns.message.Message, address: str, port: int, options: DnsOptions
-) -> tuple[dns.message.Message, float]:
-    """The answer to ``query`` and the ms from the first send to its arrival."""
+) -> tuple[dns.message.Message, kernel_timestamps.Rtt]:
+    """The answer to ``query`` and the time from the first send to its arrival."""
     wire = query.to_wire()
     af = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(af, socket.SOCK_DGRAM) as sock:
@@ -143,7 +144,7 @@ async def _exchange_udp(
                         except dns.exception.DNSException:
                             continue  # not a DNS message: keep waiting for the real answer
                         if query.is_response(response):
-                            rtt = kernel_timestamps.rtt_ms(first[0], rx_kernel, first[1], rx_mono)
+                            rtt = kernel_timestamps.rtt(first[0], rx_kernel, first[1], rx_mono)
                             return response, rtt
             except TimeoutError:
                 continue
@@ -159,6 +160,7 @@ async def query(
     rcode: str | None = None
     answers: int | None = None
     resolve_ms: float | None = None
+    source: TimestampSource | None = None
     failure: tuple[FailureKind, str] | None = None
     try:
         if resolver == SYSTEM:
@@ -167,10 +169,10 @@ async def query(
         else:
             address, port = resolver_address(resolver)
         message = dns.message.make_query(qname, qtype)  # recursion desired, as a stub asks
-        response, resolve_ms = await _exchange_udp(message, address, port, options)
+        response, (resolve_ms, source) = await _exchange_udp(message, address, port, options)
         if response.flags & dns.flags.TC:  # truncated: ask again over TCP, time from the start
             response = await dns.asyncquery.tcp(message, address, options.wait_s, port=port)
-            resolve_ms = (time.perf_counter_ns() - started) / 1e6
+            resolve_ms, source = (time.perf_counter_ns() - started) / 1e6, "user"
         rcode, answers, failure = judge(response, qtype)
     except TimeoutError as exc:
         failure = (FailureKind.TIMEOUT, str(exc) or f"no answer from {resolver}")
@@ -193,6 +195,7 @@ async def query(
         rcode=rcode,
         resolve_ms=None if resolve_ms is None else round(resolve_ms, 3),
         answers=answers,
+        timestamp_source=source,
         status=Status.FAILED if failure else Status.OK,
         failure_kind=failure[0] if failure else None,
         error=failure[1][:2048] if failure else None,

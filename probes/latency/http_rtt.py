@@ -8,6 +8,8 @@ times its "ping" (methodology.md §2): the wall clock is read just before the re
 and the first response segment carries the kernel's receive timestamp (``SO_TIMESTAMPNS`` works
 on TCP sockets too), so the event loop stays out. The stamp is the last segment's that the first
 ``recvmsg`` returned; for the small object this engine is meant for, that is the first segment.
+Where the kernel refuses the option, the monotonic clock right after that ``recvmsg`` stands in
+(``timestamp_source`` says which, for the samples in ``rtts_ms``).
 
 TLS runs over our own socket through ``ssl.SSLObject`` and memory buffers, so the timestamps are
 those of the encrypted records as they arrived. A sample that times out is lost; the connection
@@ -30,7 +32,7 @@ from probes.latency.address import resolve
 from probes.latency.http_response import HttpFramingError, build_get, response_end
 from probes.latency.options import LatencyOptions
 from probes.latency.summary import latency_result
-from probes.models import FailureKind, Family, LatencyResult
+from probes.models import FailureKind, Family, LatencyResult, TimestampSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,23 +117,23 @@ class _Connection:
     async def _recv_raw(self) -> tuple[bytes, int | None, int]:
         return await kernel_timestamps.recv_stamped(self.sock)
 
-    async def exchange(self, request: bytes) -> tuple[float, bool]:
-        """Send ``request``, read one whole response; its time to first byte (ms) and whether
-        the connection stays usable."""
+    async def exchange(self, request: bytes) -> tuple[kernel_timestamps.Rtt, bool]:
+        """Send ``request``, read one whole response; its time to first byte and whether the
+        connection stays usable."""
         if self.tls is not None:
             self.tls.write(request)
             request = self._out.read()
         sent_wall, sent_mono = time.time_ns(), time.perf_counter_ns()
         await self._loop.sock_sendall(self.sock, request)
         buf = b""
-        ttfb: float | None = None
+        ttfb: kernel_timestamps.Rtt | None = None
         while True:
             raw, rx_kernel, rx_mono = await self._recv_raw()
             if not raw:
                 raise ConnectionResetError("server closed the connection before the response")
             data = self._decrypt(raw) if self.tls is not None else raw
             if data and ttfb is None:
-                ttfb = kernel_timestamps.rtt_ms(sent_wall, rx_kernel, sent_mono, rx_mono)
+                ttfb = kernel_timestamps.rtt(sent_wall, rx_kernel, sent_mono, rx_mono)
             buf += data
             framed = response_end(buf)
             if framed is not None and framed[0].status >= 200:
@@ -182,6 +184,7 @@ async def _measure_one(
     phases: dict[str, float | None] = {}
     failure: tuple[FailureKind, str] | None = None
     series: list[float | None] = []
+    sources: list[TimestampSource] = []
     context = _tls_context(options) if target.tls else None
     request = build_get(target.host if target.port in (80, 443) else f"{target.host}:{target.port}",
                         target.path)  # fmt: skip
@@ -193,7 +196,8 @@ async def _measure_one(
                 address, family, target, context
             )
         async with asyncio.timeout(options.wait_s):
-            phases["first_byte_ms"], reusable = await conn.exchange(request)
+            first_byte, reusable = await conn.exchange(request)
+        phases["first_byte_ms"] = first_byte.ms
         start = time.monotonic()
         for i in range(options.count):
             await asyncio.sleep(max(0.0, start + i * options.interval_s - time.monotonic()))
@@ -210,7 +214,8 @@ async def _measure_one(
                 series.append(None)
                 reusable = False
                 continue
-            series.append(rtt)
+            series.append(rtt.ms)
+            sources.append(rtt.source)
     except socket.gaierror as exc:
         failure = (FailureKind.DNS, f"cannot resolve {target.host!r}: {exc.strerror}")
     except ssl.SSLError as exc:
@@ -228,5 +233,6 @@ async def _measure_one(
             conn.close()
     return latency_result(
         probe_id, method="http", target=url, family=family, series=series,
-        measured_at=measured_at, started_ns=started, failure=failure, **phases,
+        measured_at=measured_at, started_ns=started, failure=failure,
+        timestamp_source=kernel_timestamps.series_source(sources), **phases,
     )  # fmt: skip

@@ -5,10 +5,11 @@ The socket is an unprivileged datagram "ping" socket (``SOCK_DGRAM``/``IPPROTO_I
 ``CAP_NET_RAW``). Every target runs its series concurrently over the same socket; a reply finds its
 series by the nonce at the start of the payload. RTT = kernel receive timestamp (``SO_TIMESTAMPNS``)
 minus the wall-clock time read just before ``sendto`` (``probes.kernel_timestamps``), so the event
-loop never enters it. Sequence 0 of each series is a warm-up, sent and answered (or timed out)
-before the counted probes 1..count, and discarded: it pays for ARP/ND, route and neighbour caches
-and a cellular radio's wake-up (RRC idle to connected), which would otherwise inflate the first
-RTT.
+loop never enters it; where the kernel refuses the option, the monotonic clock right after the
+read stands in (``timestamp_source`` says which). Sequence 0 of each series is a warm-up, sent and
+answered (or timed out) before the counted probes 1..count, and discarded: it pays for ARP/ND,
+route and neighbour caches and a cellular radio's wake-up (RRC idle to connected), which would
+otherwise inflate the first RTT.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from probes.latency import icmp_packet
 from probes.latency.address import resolve
 from probes.latency.options import LatencyOptions
 from probes.latency.summary import latency_result
-from probes.models import FailureKind, Family, LatencyResult
+from probes.models import FailureKind, Family, LatencyResult, TimestampSource
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class _Series:
     wait_s: float
     sent: dict[int, tuple[int, int]] = field(default_factory=dict)  # seq -> (wall ns, mono ns)
     rtts: dict[int, float] = field(default_factory=dict)
+    sources: dict[int, TimestampSource] = field(default_factory=dict)
     send_errors: list[str] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -100,11 +102,11 @@ class IcmpSocket:
             sent = series.sent.get(echo.seq)
             if sent is None or echo.seq in series.rtts:
                 continue  # not ours, or a duplicate
-            rtt = kernel_timestamps.rtt_ms(
+            rtt = kernel_timestamps.rtt(
                 sent[0], kernel_timestamps.timestamp_ns(ancdata), sent[1], received_mono
             )
-            if rtt <= series.wait_s * 1000:
-                series.rtts[echo.seq] = rtt
+            if rtt.ms <= series.wait_s * 1000:
+                series.rtts[echo.seq], series.sources[echo.seq] = rtt
                 series.changed.set()
 
     # -- sending -------------------------------------------------------------------------------
@@ -120,8 +122,11 @@ class IcmpSocket:
             return
         series.sent[seq] = (wall, mono)
 
-    async def series(self, address: str, options: LatencyOptions) -> list[float | None]:
-        """RTTs of probes 1..count to ``address`` in ms, None where no reply came in time."""
+    async def series(
+        self, address: str, options: LatencyOptions
+    ) -> tuple[list[float | None], TimestampSource | None]:
+        """RTTs of probes 1..count to ``address`` in ms, None where no reply came in time, and
+        the source of their receive times."""
         series = _Series(
             address=address,
             ident=int.from_bytes(os.urandom(2), "big"),
@@ -143,7 +148,11 @@ class IcmpSocket:
             del self._series[series.nonce]
         if not series.sent.keys() - {WARMUP_SEQ} and series.send_errors:
             raise OSError(f"cannot send to {address}: {series.send_errors[-1]}")
-        return [series.rtts.get(seq) for seq in range(1, options.count + 1)]
+        counted = range(1, options.count + 1)
+        source = kernel_timestamps.series_source(
+            series.sources[seq] for seq in counted if seq in series.sources
+        )
+        return [series.rtts.get(seq) for seq in counted], source
 
 
 async def _wait_for(series: _Series, seqs: set[int], deadline: float) -> None:
@@ -223,7 +232,7 @@ async def _measure_one(
         address, family, resolve_ms = await resolve(target, options.family)
         if family not in sockets:
             sockets[family] = IcmpSocket(family, options.socket)
-        series = await sockets[family].series(address, options)
+        series, source = await sockets[family].series(address, options)
     except socket.gaierror as exc:
         failure = (FailureKind.DNS, f"cannot resolve {target!r}: {exc.strerror}")
     except PermissionError as exc:
@@ -234,6 +243,7 @@ async def _measure_one(
         return latency_result(
             probe_id, method="icmp", target=target, family=family, series=series,
             measured_at=measured_at, started_ns=started, resolve_ms=resolve_ms,
+            timestamp_source=source,
         )  # fmt: skip
     return latency_result(
         probe_id, method="icmp", target=target, family=family, series=[],

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from probes.models import FailureKind, Family, LatencyResult, Status
+from probes.models import FailureKind, Family, LatencyResult, Status, TimestampSource
 from probes.stats import jitter_masd, mean, median
 
 #: Raw RTTs keep microsecond resolution, the precision of the kernel's timestamps that matters.
@@ -69,6 +69,7 @@ def latency_result(
     measured_at: datetime,
     started_ns: int,
     failure: tuple[FailureKind, str] | None = None,
+    timestamp_source: TimestampSource | None = None,
     **phases: float | None,
 ) -> LatencyResult:
     """The result of one series. With no reply at all the test failed: ``failure`` names why
@@ -97,5 +98,6 @@ def latency_result(
         status=Status.FAILED if failure else Status.OK,
         failure_kind=failure[0] if failure else None,
         error=failure[1][:2048] if failure else None,
+        timestamp_source=timestamp_source,
         **{k: None if v is None else round(v, RTT_DECIMALS) for k, v in phases.items()},
     )

@@ -97,6 +97,7 @@ def test_a_and_aaaa_resolve_with_timing(
     # A local answer over a veth: more than nothing, far below a millisecond's scheduling noise
     # plus unbound's own work.
     assert 0 < result["resolve_ms"] < 5
+    assert result["timestamp_source"] == "kernel"
 
 
 def test_name_without_aaaa_is_ok_with_no_answers(lab: tuple[Lab, Host]) -> None:

@@ -68,6 +68,7 @@ def test_icmp_rtt_grows_by_exactly_the_added_delay(
         stop(responder)
         _kernel_echo(net, srv, on=True)
     assert code == 0 and delayed["received"] == 20
+    assert base["timestamp_source"] == delayed["timestamp_source"] == "kernel"
     expected = base["rtt_median_ms"] + delay_ms
     assert abs(delayed["rtt_median_ms"] - expected) < TOLERANCE_MS, (delayed, base)
     assert delayed["rtt_min_ms"] >= delay_ms  # no reply can beat the delay
@@ -121,6 +122,7 @@ def test_tcp_connect_rtt_matches_icmp_on_the_same_path(
     finally:
         stop(server)
     assert tcp["status"] == "ok" and tcp["received"] == 20 and tcp["method"] == "tcp"
+    assert tcp["timestamp_source"] is None  # TCP_INFO's estimate, not a receive stamp
     # The kernel times the SYN/SYN-ACK exchange as it times an echo: same path, same RTT.
     assert abs(tcp["rtt_median_ms"] - icmp["rtt_median_ms"]) < 0.1, (tcp, icmp)
     assert refused["status"] == "failed" and refused["failure_kind"] == "refused"
@@ -142,6 +144,7 @@ def test_http_rtt_grows_by_the_servers_delay_and_reports_phases(
     base, delayed = results["0"], results["3"]
     assert base["status"] == delayed["status"] == "ok" and delayed["received"] == 20
     assert base["family"] == "ipv6"
+    assert base["timestamp_source"] == delayed["timestamp_source"] == "kernel"
     added = delayed["rtt_median_ms"] - base["rtt_median_ms"]
     assert abs(added - 3.0) < TOLERANCE_MS, (base, delayed)
     assert base["connect_ms"] is not None and base["first_byte_ms"] is not None

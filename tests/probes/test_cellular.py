@@ -1,6 +1,7 @@
-"""Cellular: mmcli's JSON parsed field by field from recorded documents, and the snapshot's
-failure cases. A modem cannot run here, so a stand-in ``mmcli`` replays the recorded output
-(and, like ModemManager, reads "--" signal values until ``--signal-setup`` was given)."""
+"""Cellular: mmcli's JSON parsed field by field, and the snapshot's failure cases. A modem cannot
+run here, so the documents in fixtures/mmcli are hand-written in mmcli 1.20's format but one
+(fixtures/README.md says which stands for what), and a stand-in ``mmcli`` replays them (and, like
+ModemManager, reads "--" signal values until ``--signal-setup`` was given)."""
 
 from __future__ import annotations
 
@@ -45,21 +46,41 @@ def test_modem_list() -> None:
 def test_lte_modem() -> None:
     assert parse_modem(doc("modem-lte.json")) == ModemStatus(
         state="connected", technology="lte", operator="Viettel", registration_state="home",
-        signal_quality_pct=67.0,
+        signal_quality_pct=67.0, signal_quality_recent=True,
     )  # fmt: skip
 
 
 def test_5g_nsa_modem_reports_both_technologies() -> None:
+    # This document's signal quality is {"recent": "no", "value": "83"}: not a current value.
     assert parse_modem(doc("modem-5g-nsa.json")) == ModemStatus(
         state="connected", technology="lte,5gnr", operator="MobiFone",
-        registration_state="roaming", signal_quality_pct=83.0,
+        registration_state="roaming", signal_quality_pct=None, signal_quality_recent=False,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("recent", "value", "pct", "flag"),
+    [
+        ("yes", "67", 67.0, True),
+        ("no", "67", None, False),  # ModemManager's last reading is older than 60 s
+        ("no", "0", None, False),
+        ("--", "67", 67.0, None),  # no flag at all (not what mmcli prints): trust the value
+        ("yes", "--", None, True),
+    ],
+)
+def test_signal_quality_that_is_not_recent_is_not_reported(
+    recent: str, value: str, pct: float | None, flag: bool | None
+) -> None:
+    modem = doc("modem-lte.json")
+    modem["modem"]["generic"]["signal-quality"] = {"recent": recent, "value": value}
+    status = parse_modem(modem)
+    assert (status.signal_quality_pct, status.signal_quality_recent) == (pct, flag)
 
 
 def test_searching_modem_has_no_operator_or_technology() -> None:
     assert parse_modem(doc("modem-searching.json")) == ModemStatus(
         state="searching", technology=None, operator=None, registration_state="searching",
-        signal_quality_pct=0.0,
+        signal_quality_pct=0.0, signal_quality_recent=True,
     )  # fmt: skip
 
 
@@ -131,8 +152,14 @@ async def test_snapshot_switches_signal_sampling_on_and_reads_it(tmp_path: Path)
     assert (result.rsrp_dbm, result.rsrq_db, result.snr_db, result.signal_technology) == (
         -88.0, -10.5, 21.0, "5g",
     )  # fmt: skip
-    assert result.signal_quality_pct == 83.0
+    # mmcli said {"recent": "no", "value": "83"}: withheld, and the result says why.
+    assert (result.signal_quality_pct, result.signal_quality_recent) == (None, False)
     assert (tmp_path / "signal-on").exists()
+
+
+async def test_snapshot_reports_a_recent_signal_quality(tmp_path: Path) -> None:
+    result = await snapshot("p1", mmcli=fake_mmcli(tmp_path), signal_rate_s=1)
+    assert (result.signal_quality_pct, result.signal_quality_recent) == (67.0, True)
 
 
 async def test_no_modem_is_a_failed_result(tmp_path: Path) -> None:

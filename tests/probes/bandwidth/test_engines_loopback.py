@@ -1,5 +1,8 @@
 """The http and speedtest engines against the real target on loopback (no lab, no shaping):
-what a result carries, and how each failure is classified."""
+what a result carries, and how each failure is classified. Nothing here depends on how fast the
+machine is: durations are checked only against the engine's own stopping rules, which a slow or
+busy machine cannot break; ``tests/lab/test_bandwidth_timing.py`` checks how close to the
+configured times the engine keeps."""
 
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from probes import bandwidth
+from probes.bandwidth import params
 from probes.models import FailureKind, Family, Status
 from server.target.app import create_target_app
 
 Server = Callable[..., Awaitable[TestServer]]
 SHORT = {"duration_s": 1, "warmup_max_s": 0.5}
+INTERVAL_S = 0.1  # the default sample interval
 
 
 @pytest.fixture
@@ -38,14 +43,21 @@ async def test_http_engine_result_carries_the_evidence(target_url: str) -> None:
         seconds = getattr(result, f"{direction}_duration_ms") / 1000
         samples = getattr(result, f"{direction}_samples_mbps")
         warmup_s = getattr(result, f"{direction}_warmup_ms") / 1000
-        assert mbps > 100  # loopback moves gigabits; anything slower is broken
+        assert mbps > 0 and moved > 0
         assert moved * 8 / seconds / 1e6 == pytest.approx(mbps)
-        assert 0.95 <= seconds <= 1.1
-        assert warmup_s == pytest.approx(0.5, abs=0.06)  # cut at warmup_max_s
-        # Every 100 ms interval is kept, warm-up first.
-        assert len(samples) == pytest.approx((warmup_s + seconds) * 10, abs=1)
-    assert result.sample_interval_ms == 100
-    assert result.idle_latency_ms is not None and result.idle_latency_ms < 50
+        # The engine stops once duration_s (less half an interval) has been measured after the
+        # warm-up, never before, however late its timer wakes up.
+        assert seconds >= 1 - INTERVAL_S / 2
+        # The stable-rate rule cannot end a warm-up before WARMUP_MIN_S, here later than
+        # warmup_max_s, so the warm-up is cut at the first reading at or after warmup_max_s.
+        assert params.WARMUP_MIN_S > SHORT["warmup_max_s"]
+        assert warmup_s >= SHORT["warmup_max_s"]
+        # One reading per interval tick, none before its tick: every interval is kept, warm-up
+        # first, and a late timer can only mean fewer of them.
+        assert 2 <= len(samples) <= (warmup_s + seconds) / INTERVAL_S + 0.01
+        assert all(rate >= 0 for rate in samples)
+    assert result.sample_interval_ms == INTERVAL_S * 1000
+    assert result.idle_latency_ms is not None
     assert result.loaded_latency_down_ms is not None and result.loaded_latency_up_ms is not None
     assert result.cpu_percent is not None and result.cpu_limited is not None
     assert result.ran_alone is True
