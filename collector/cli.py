@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import json
 import logging
+import pwd
 import signal
 import sys
 from datetime import UTC, datetime
@@ -35,7 +36,8 @@ DEFAULT_CONFIG = Path("/etc/hamletnet/probe.yaml")
 
 
 def _config(args: argparse.Namespace) -> ProbeConfig:
-    path = Path(args.config) if args.config else None
+    given = getattr(args, "config", None)
+    path = Path(given) if given else None
     if path is None and DEFAULT_CONFIG.is_file():
         path = DEFAULT_CONFIG
     overrides: dict[str, Any] = {}
@@ -56,7 +58,13 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 async def _run(config: ProbeConfig) -> int:
-    from collector.agent import Agent
+    try:
+        from collector.agent import Agent
+    except ModuleNotFoundError as exc:  # e.g. in the demo's venv, which has the [server] extra
+        raise CollectorError(
+            f"the agent needs the Python module {exc.name!r}, which is not installed:"
+            " install it with the [probe] extra: pip install 'hamletnet[probe]'"
+        ) from exc
 
     creds = load_credentials(config.credentials_path)
     key = load_key(config.key_path)
@@ -125,7 +133,7 @@ async def _measure_once(kind: Kind, args: argparse.Namespace) -> Any:
 def cmd_measure(args: argparse.Namespace) -> int:
     try:
         result = asyncio.run(_measure_once(Kind(args.kind), args))
-    except ValueError as exc:
+    except (ValueError, ModuleNotFoundError) as exc:  # a bad target or option; a missing extra
         raise CollectorError(str(exc)) from exc
     print(result.model_dump_json())
     return 0 if result.status == "ok" else 1
@@ -148,6 +156,16 @@ def _span(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def _owner(path: Path) -> str:
+    """Who owns ``path`` or its nearest existing parent: the user the agent runs as."""
+    for candidate in (path, *path.parents):
+        try:
+            return pwd.getpwuid(candidate.stat().st_uid).pw_name
+        except (OSError, KeyError):
+            continue
+    return "hamletnet"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     config = _config(args)
     try:
@@ -155,6 +173,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     except FileNotFoundError:
         print(f"no status yet at {config.status_path}: is the agent running?")
         return 1
+    except PermissionError:
+        # The state directory is the agent's alone (mode 0700): it holds the signing key.
+        owner = _owner(config.state_dir)
+        raise CollectorError(
+            f"cannot read {config.status_path}: it belongs to the user {owner!r}."
+            f" Run 'sudo -u {owner} hamletnet-probe status' or 'sudo hamletnet-probe status'"
+        ) from None
     print(f"probe {status['probe_id']} → {status['server_url']} (agent {status['agent_version']})")
     print(f"status written {_ago(status['written_at'])}, agent up {_span(status['uptime_s'])}")
     print("next runs:")
@@ -184,18 +209,27 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # --config and --state-dir before or after the command alike; SUPPRESS as default, or a
+    # command's parser would reset a value given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help=f"YAML configuration (default {DEFAULT_CONFIG} if present)",
+    )
+    common.add_argument(
+        "--state-dir", type=Path, default=argparse.SUPPRESS, help="override state_dir"
+    )
     parser = argparse.ArgumentParser(
-        prog="hamletnet-probe", description=__doc__,
+        prog="hamletnet-probe", description=__doc__, parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )  # fmt: skip
     parser.add_argument("--version", action="version", version=f"hamletnet-probe {__version__}")
-    parser.add_argument(
-        "--config", help=f"YAML configuration (default {DEFAULT_CONFIG} if present)"
-    )
-    parser.add_argument("--state-dir", type=Path, help="override state_dir")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    reg = sub.add_parser("register", help="store credentials and create the signing key")
+    reg = sub.add_parser(
+        "register", help="store credentials and create the signing key", parents=[common]
+    )
     reg.add_argument(
         "--server", required=True, help="server URL, e.g. https://hamletnet.example.vn"
     )
@@ -204,10 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.set_defaults(func=cmd_register)
 
-    run = sub.add_parser("run", help="run the agent until SIGTERM")
+    run = sub.add_parser("run", help="run the agent until SIGTERM", parents=[common])
     run.set_defaults(func=cmd_run)
 
-    measure = sub.add_parser("measure", help="run one test now and print its result")
+    measure = sub.add_parser(
+        "measure", help="run one test now and print its result", parents=[common]
+    )
     measure.add_argument("kind", choices=[Kind.HEARTBEAT.value, *(k.value for k in PROBES)])
     measure.add_argument(
         "--target",
@@ -216,14 +252,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     measure.add_argument("--probe-id", default="local", help="probe id to put in the result")
     measure.add_argument("--timeout", type=float, default=60.0, help="seconds (default 60)")
-    measure.add_argument("--engine", help="engine of the kind (default: the kind's default)")
+    measure.add_argument(
+        "--engine",
+        help="engine of the kind (default: latency follows the target: HOST:PORT tcp, URL http,"
+        " host icmp; other kinds their own default)",
+    )
     measure.add_argument(
         "--option", action="append", metavar="NAME=VALUE", help="engine setting (repeatable)"
     )
     measure.add_argument("--json", action="store_true", help="print one JSON object (the default)")
     measure.set_defaults(func=cmd_measure)
 
-    status = sub.add_parser("status", help="what the agent is doing, in plain words")
+    status = sub.add_parser(
+        "status", help="what the agent is doing, in plain words", parents=[common]
+    )
     status.set_defaults(func=cmd_status)
     return parser
 

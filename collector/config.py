@@ -93,6 +93,17 @@ class UploadSettings(_Section):
         return self
 
 
+class ClockSettings(_Section):
+    max_hold_s: float = Field(
+        default=1800.0,
+        ge=0,
+        le=86400,
+        description="Results measured this soon after boot while the kernel says the clock is"
+        " not synchronised wait for NTP, then are re-stamped; 0 sends them at once, marked"
+        " clock_synced: false (probes/clock.py).",
+    )
+
+
 class TlsSettings(_Section):
     verify: bool = Field(default=True, description="Verify the server's certificate.")
     ca_bundle: Path | None = Field(default=None, description="PEM file of trusted CAs.")
@@ -121,12 +132,13 @@ class ProbeConfig(BaseSettings):
     spool: SpoolSettings = Field(default_factory=SpoolSettings)
     upload: UploadSettings = Field(default_factory=UploadSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
+    clock: ClockSettings = Field(default_factory=ClockSettings)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("schedules")
     @classmethod
     def _kinds_we_can_run(cls, value: dict[Kind, Schedule]) -> dict[Kind, Schedule]:
-        from probes.registry import PROBES, split_host_port
+        from probes.registry import PROBES, latency_engine_for, split_host_port
 
         for kind, schedule in value.items():
             if kind is Kind.HEARTBEAT or not schedule.enabled:
@@ -137,7 +149,10 @@ class ProbeConfig(BaseSettings):
                 raise ValueError(f"{kind.value}: this agent cannot run it yet (it can: {runnable})")
             if entry.needs_targets and not schedule.targets:
                 raise ValueError(f"{kind.value}.targets: give at least one target")
-            if (schedule.engine or entry.engine) == "tcp":
+            engine = schedule.engine or (
+                latency_engine_for(schedule.targets) if kind is Kind.LATENCY else entry.engine
+            )
+            if engine == "tcp":
                 for target in schedule.targets:
                     split_host_port(target)
         return value
@@ -190,5 +205,7 @@ def load_config(path: Path | None = None, **overrides: Any) -> ProbeConfig:
     try:
         return ProbeConfig(**data)
     except ValidationError as exc:
-        title = f"invalid probe configuration ({path or 'environment'}):"
-        raise ConfigError(explain_by_key(exc, title, "config/probe.example.yaml")) from exc
+        explained = explain_by_key(
+            exc, "invalid probe configuration", path, "config/probe.example.yaml", ENV_PREFIX
+        )
+        raise ConfigError(explained) from exc

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from collector.connection_errors import describe
 from collector.errors import CollectorError, ConfigError
 from probes.signing import load_private_key_pem, new_private_key, private_key_pem, public_key_text
 
@@ -112,8 +113,8 @@ async def register(
     key = load_or_create_key(state_dir / "probe.key")
     body = {"public_key": public_key_text(key)}
     headers = {"Authorization": f"Bearer {token}"}
+    url = server_url + REGISTER_PATH
     try:
-        url = server_url + REGISTER_PATH
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as http,
             http.post(url, json=body, headers=headers, ssl=ssl_context) as resp,
@@ -121,7 +122,7 @@ async def register(
             reply: dict[str, Any] = await resp.json(content_type=None)
             status = resp.status
     except (aiohttp.ClientError, TimeoutError, json.JSONDecodeError) as exc:
-        raise RegistrationError(f"cannot reach {server_url}: {exc!r}") from exc
+        raise RegistrationError(f"cannot register with {server_url}: {describe(exc, url)}") from exc
     if status != 200:
         detail = reply.get("detail", reply) if isinstance(reply, dict) else reply
         raise RegistrationError(f"the server refused the registration ({status}): {detail}")

@@ -8,7 +8,7 @@ Shared by the probe agent's and the server's configuration (``collector/config.p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,12 @@ def read_mapping(path: Path, path_keys: Iterable[str] = ()) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         raise ConfigFileError(f"{path} is not valid YAML: {exc}") from exc
     if loaded is None:
-        return {}
+        # An empty file is more often a failed copy or an unfinished edit than a wish for the
+        # defaults; "{}" says the latter on purpose.
+        raise ConfigFileError(
+            f"{path} holds no settings (it is empty or only comments): fill it in from the"
+            " example, or write {} in it to run on the defaults on purpose"
+        )
     if not isinstance(loaded, dict):
         raise ConfigFileError(f"{path} must hold a mapping of settings at the top level")
     for key in path_keys:
@@ -62,13 +67,33 @@ def unknown_environment(
     )
 
 
-def explain_by_key(exc: ValidationError, title: str, reference: str) -> str:
-    """One line per error, led by the dotted key it is about (``limits.burst: ...``)."""
-    lines = [title]
+def environment_source(loc: Sequence[int | str], prefix: str) -> str | None:
+    """The environment variable that set the value at ``loc``, if one did: the variable of the
+    key itself (``HAMLETNET_LIMITS__BURST``) or of a section holding it (``HAMLETNET_LIMITS``)."""
+    present = {name.upper(): name for name in os.environ}
+    for depth in range(len(loc), 0, -1):
+        candidate = prefix + "__".join(str(part) for part in loc[:depth]).upper()
+        if candidate in present:
+            return present[candidate]
+    return None
+
+
+def explain_by_key(
+    exc: ValidationError, what: str, path: Path | None, reference: str, env_prefix: str
+) -> str:
+    """One line per error, led by the dotted key it is about (``limits.burst: ...``) and by the
+    environment variable that set it, if one did: the file is blamed only for its own values."""
+    file = str(path) if path else "settings"
+    lines, sources = [], set()
     for err in exc.errors(include_url=False):
         key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        variable = environment_source(err["loc"], env_prefix)
+        sources.add("environment" if variable else file)
+        if variable:
+            key = f"{key} (from {variable})"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown key (check its spelling against {reference})"
         lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    blamed = ", ".join(source for source in (file, "environment") if source in sources)
+    return "\n".join([f"{what} ({blamed}):", *lines])

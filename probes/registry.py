@@ -8,12 +8,12 @@ enforces the timeout and turns a failure into a failed result (blackbox_exporter
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import bandwidth, cellular, dns
-from probes.ipv6 import readiness as ipv6_readiness
+from probes import bandwidth, cellular
 from probes.latency import http_rtt, icmp, tcp_connect
 from probes.latency.address import split_host_port
 from probes.latency.options import LatencyOptions, parse_options
@@ -44,7 +44,14 @@ class ProbeEntry:
     needs_targets: bool = True
 
 
-__all__ = ["PROBES", "ProbeEntry", "ProbeSpec", "split_host_port"]
+__all__ = ["PROBES", "ProbeEntry", "ProbeSpec", "latency_engine_for", "split_host_port"]
+
+#: Engine names of the kinds whose modules import optional packages (dnspython), kept here so
+#: that listing the table imports none of them; tests/test_newuser.py checks they agree.
+DNS_ENGINE = "dnspython"
+IPV6_ENGINE = "readiness"
+#: What to install when an engine's package is missing.
+PROBE_EXTRA_HINT = "install the agent with the [probe] extra: pip install 'hamletnet[probe]'"
 
 LatencyEngine = Callable[[str, Sequence[str], LatencyOptions], Awaitable[list[LatencyResult]]]
 
@@ -56,17 +63,76 @@ LATENCY_ENGINES: dict[str, LatencyEngine] = {
 }
 
 
+def _missing(kind: str, exc: ModuleNotFoundError) -> ModuleNotFoundError:
+    module = (exc.name or "").partition(".")[0]
+    return ModuleNotFoundError(
+        f"{kind} tests need the Python module {module!r}, which is not installed: "
+        + PROBE_EXTRA_HINT,
+        name=exc.name,
+    )
+
+
+def _target_form(target: str) -> str:
+    """The latency engine a target's form asks for: a URL http, HOST:PORT tcp, a host icmp."""
+    if "://" in target:
+        return "http"
+    try:
+        ipaddress.ip_address(target.strip("[]"))
+        return "icmp"  # a bare IPv6 address also ends in ":digits", yet has no port
+    except ValueError:
+        pass
+    try:
+        split_host_port(target)
+    except ValueError:
+        return "icmp"
+    return "tcp"
+
+
+def latency_engine_for(targets: Sequence[str]) -> str:
+    """The engine when none is given: the one every target's form asks for (icmp without
+    targets); ValueError when the targets ask for different ones."""
+    forms = {target: _target_form(target) for target in targets}
+    engines = sorted(set(forms.values()))
+    if len(engines) > 1:
+        listed = ", ".join(f"{t!r} ({e})" for t, e in forms.items())
+        raise ValueError(
+            f"latency targets need different engines: {listed}; give the engine, or one"
+            " schedule per engine"
+        )
+    return engines[0] if engines else "icmp"
+
+
 async def _latency(spec: ProbeSpec) -> list[ResultBase]:
-    name = spec.engine or "icmp"
+    name = spec.engine or latency_engine_for(spec.targets)
     engine = LATENCY_ENGINES.get(name)
     if engine is None:
         choices = ", ".join(LATENCY_ENGINES)
         raise ValueError(f"latency engine {name!r} is unknown: use one of {choices}")
+    for target in spec.targets:
+        form = _target_form(target)
+        if name == "icmp" and form != "icmp":
+            # icmp would try to resolve "HOST:PORT" or a URL as a host name and blame DNS.
+            raise ValueError(
+                f"latency target {target!r} is {'a URL' if form == 'http' else 'HOST:PORT'}:"
+                f" icmp takes a host name or address; use engine {form} for it"
+            )
     return list(await engine(spec.probe_id, spec.targets, parse_options(spec.options)))
 
 
 async def _dns(spec: ProbeSpec) -> list[ResultBase]:
+    try:
+        from probes import dns
+    except ModuleNotFoundError as exc:
+        raise _missing("dns", exc) from exc
     return list(await dns.measure(spec.probe_id, spec.targets, spec.options))
+
+
+async def _ipv6(spec: ProbeSpec) -> list[ResultBase]:
+    try:
+        from probes.ipv6 import readiness
+    except ModuleNotFoundError as exc:
+        raise _missing("ipv6", exc) from exc
+    return await readiness.run(spec)
 
 
 async def _cellular(spec: ProbeSpec) -> list[ResultBase]:
@@ -90,7 +156,7 @@ async def _bandwidth(spec: ProbeSpec) -> list[ResultBase]:
 PROBES: dict[Kind, ProbeEntry] = {
     Kind.BANDWIDTH: ProbeEntry(engine=bandwidth.DEFAULT_ENGINE, run=_bandwidth),
     Kind.LATENCY: ProbeEntry(engine="icmp", run=_latency),
-    Kind.DNS: ProbeEntry(engine=dns.ENGINE, run=_dns),
+    Kind.DNS: ProbeEntry(engine=DNS_ENGINE, run=_dns),
     Kind.CELLULAR: ProbeEntry(engine=cellular.ENGINE, run=_cellular, needs_targets=False),
-    Kind.IPV6: ProbeEntry(engine=ipv6_readiness.ENGINE, run=ipv6_readiness.run),
+    Kind.IPV6: ProbeEntry(engine=IPV6_ENGINE, run=_ipv6),
 }

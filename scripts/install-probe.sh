@@ -6,7 +6,8 @@
 # Installs into a virtualenv (/opt/hamletnet-probe), creates the unprivileged system user
 # "hamletnet", writes /etc/hamletnet/probe.yaml (if absent) and a systemd unit that runs the agent
 # as that user with only CAP_NET_RAW and CAP_NET_ADMIN (ICMP sockets, interface counters), then
-# enables and starts it. Run from a copy of this repository on the Pi.
+# enables and starts it; /usr/local/bin/hamletnet-probe links to the agent. Run from a copy of
+# this repository on the Pi.
 # --root DIR stages everything under DIR instead (no user, no systemd): used by the tests.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,7 +17,7 @@ while [ $# -gt 0 ]; do
     --server) server="$2"; shift 2 ;;
     --token) token="$2"; shift 2 ;;
     --root) root="$2"; start=0; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -38,6 +39,9 @@ python3 -c 'import sys; assert sys.version_info >= (3, 11), "the probe needs Pyt
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --upgrade pip
 "$venv/bin/python" -m pip install -q "$src[probe]"
+# On everyone's PATH, so the README's commands ("hamletnet-probe status") work as written.
+mkdir -p "$root/usr/local/bin"
+ln -sfn /opt/hamletnet-probe/bin/hamletnet-probe "$root/usr/local/bin/hamletnet-probe"
 
 mkdir -p "$etc" "$state"
 chmod 0700 "$state"
@@ -96,7 +100,8 @@ if [ "$start" -eq 1 ]; then
   systemctl daemon-reload
   systemctl enable --now hamletnet-probe.service
   systemctl --no-pager status hamletnet-probe.service | head -5
-  echo "installed; 'hamletnet-probe --config /etc/hamletnet/probe.yaml status' shows what it does"
+  # status.json lives in the agent's own 0700 state directory: read it as the agent's user.
+  echo "installed; 'sudo -u $user hamletnet-probe status' shows what it does"
 else
   echo "staged under $root"
 fi

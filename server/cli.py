@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from aiohttp import web
@@ -20,7 +22,21 @@ log = logging.getLogger("hamletnet.server")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(Path(args.config) if args.config else None)
+    config = getattr(args, "config", None)
+    return load_settings(Path(config) if config else None)
+
+
+def _serve(serve: Callable[[], None], host: str, port: int) -> None:
+    """Run ``serve``; a port that is taken becomes one clear line instead of a traceback."""
+    try:
+        serve()
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        raise ConfigError(
+            f"{host} port {port} is already in use (another hamletnet-server?):"
+            " stop that program or choose another port"
+        ) from None
 
 
 def _configure_logging(level: str) -> None:
@@ -31,17 +47,23 @@ def _configure_logging(level: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from server.app import create_app
+    from server.connection import run_app
 
     settings = _settings(args)
     _configure_logging(settings.log_level)
     store = "InfluxDB " + settings.influxdb.url if settings.influxdb else "SQLite (embedded)"
     log.info("hamletnet-server %s storing results in %s", __version__, store)
-    web.run_app(
-        create_app(settings),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        print=lambda msg: log.info("%s", msg),
-        access_log_format='%a "%r" %s %b %Tfs',
+    app = create_app(settings)
+    _serve(
+        lambda: run_app(
+            app,
+            host=settings.listen_host,
+            port=settings.listen_port,
+            print=lambda msg: log.info("%s", msg),
+            access_log_format='%a "%r" %s %b %Tfs',
+        ),
+        settings.listen_host,
+        settings.listen_port,
     )
     return 0
 
@@ -85,7 +107,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_target(args: argparse.Namespace) -> int:
     """The bandwidth measurement target alone (``server/target``), without storage or registry."""
-    from probes.registry import split_host_port
+    # Not from probes.registry: that table reaches every engine, and the [server] extra has
+    # only what the server and the target need (no dnspython).
+    from probes.latency.address import split_host_port
     from server.target.app import create_target_app
 
     _configure_logging("INFO")
@@ -94,31 +118,47 @@ def cmd_target(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise ConfigError(f"--listen: {exc}") from None
     log.info("hamletnet measurement target %s on %s", __version__, args.listen)
-    web.run_app(create_target_app(), host=host, port=port, access_log=None,
-                print=lambda msg: log.info("%s", msg))  # fmt: skip
+    app = create_target_app()
+    _serve(lambda: web.run_app(app, host=host, port=port, access_log=None,
+                               print=lambda msg: log.info("%s", msg)), host, port)  # fmt: skip
     return 0
 
 
+def _config_option() -> argparse.ArgumentParser:
+    """``--config``, accepted before the command, after it, and after ``probe add`` alike.
+
+    SUPPRESS as default: a sub-command's parser would otherwise reset a value given earlier.
+    """
+    holder = argparse.ArgumentParser(add_help=False)
+    holder.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="YAML settings file of the server (HAMLETNET_* variables override it)",
+    )
+    return holder
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hamletnet-server", description=__doc__)
+    config = _config_option()
+    parser = argparse.ArgumentParser(prog="hamletnet-server", description=__doc__, parents=[config])
     parser.add_argument("--version", action="version", version=f"hamletnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the ingest server")
-    run.add_argument("--config", help="YAML settings file (HAMLETNET_* variables override it)")
+    run = sub.add_parser("run", help="run the ingest server", parents=[config])
     run.set_defaults(func=cmd_run)
 
-    probe = sub.add_parser("probe", help="register, list, disable probes (on the local registry)")
-    probe.add_argument("--config", help="YAML settings file of the server")
+    probe = sub.add_parser(
+        "probe", help="register, list, disable probes (on the local registry)", parents=[config]
+    )
     psub = probe.add_subparsers(dest="probe_cmd", required=True)
-    add = psub.add_parser("add", help="register a probe and print its token once")
+    add = psub.add_parser("add", help="register a probe and print its token once", parents=[config])
     add.add_argument("--hamlet", required=True, help="hamlet code from the configuration")
     add.add_argument("--isp", required=True, help="operator of the measured line")
     add.add_argument("--access", required=True, choices=[a.value for a in Access])
     add.add_argument("--id", help="probe id (default: HAMLET-ISP-ACCESS)")
-    psub.add_parser("list", help="list probes with last-seen")
+    psub.add_parser("list", help="list probes with last-seen", parents=[config])
     for name in ("disable", "enable"):
-        p = psub.add_parser(name, help=f"{name} a probe")
+        p = psub.add_parser(name, help=f"{name} a probe", parents=[config])
         p.add_argument("probe_id")
     probe.set_defaults(func=cmd_probe)
 

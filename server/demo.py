@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import os
 import secrets
 import tempfile
 from collections.abc import Iterator
@@ -21,14 +23,24 @@ from aiohttp import web
 
 from probes import heartbeat
 from probes.latency.tcp_connect import measure_tcp_connect
-from probes.signing import new_private_key, public_key_text, sign
+from probes.signing import (
+    load_private_key_pem,
+    new_private_key,
+    private_key_pem,
+    public_key_text,
+    sign,
+)
 from server import __version__
 from server.app import create_app
+from server.connection import GuardedAppRunner
 from server.errors import ConfigError
-from server.settings import Settings, load_settings
+from server.settings import ExampleProbe, Settings, load_settings
 
 CONFIG_NAME = "hiep-luc.yaml"
 CYCLE_S = 60.0
+#: What the demo's probes keep, as a Pi keeps its credentials: token and key per example probe,
+#: so a re-run with the same --data-dir reuses them instead of registering every probe again.
+PROBES_FILE = "demo-probes.json"
 
 
 def find_config(name: str = CONFIG_NAME) -> Path:
@@ -50,28 +62,70 @@ def _data_dir(given: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
+def _spec_key(spec: ExampleProbe) -> str:
+    return f"{spec.hamlet}/{spec.isp}/{spec.access.value}"
+
+
+def _load_kept(path: Path) -> dict[str, dict[str, str]]:
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path} is unreadable ({exc}): delete it to register anew") from exc
+    return kept if isinstance(kept, dict) else {}
+
+
+def _save_kept(path: Path, kept: dict[str, dict[str, str]]) -> None:
+    # Tokens and private keys: readable by the owner only, like the probe's own state directory.
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump(kept, out, indent=1)
+    os.replace(path.with_suffix(".tmp"), path)
+
+
+async def _known(http: aiohttp.ClientSession, base: str, admin: str, probe_id: str) -> bool:
+    async with http.get(
+        f"{base}/api/v1/admin/probes/{probe_id}", headers={"Authorization": f"Bearer {admin}"}
+    ) as resp:
+        if resp.status == 404:
+            return False
+        resp.raise_for_status()
+        return True
+
+
 async def _register(
-    http: aiohttp.ClientSession, base: str, admin: str, settings: Settings
-) -> list[dict[str, Any]]:
-    probes = []
+    http: aiohttp.ClientSession, base: str, admin: str, settings: Settings, kept_path: Path
+) -> tuple[list[dict[str, Any]], int]:
+    """The example probes, each registered once per data directory; returns (probes, reused)."""
+    kept = _load_kept(kept_path)
+    probes, reused = [], 0
     for spec in settings.example_probes:
+        previous = kept.get(_spec_key(spec))
+        if previous and await _known(http, base, admin, previous["probe_id"]):
+            probes.append({**previous, "key": load_private_key_pem(previous["key_pem"].encode())})
+            reused += 1
+            continue
         async with http.post(
             f"{base}/api/v1/admin/probes",
             json=spec.model_dump(mode="json"),
             headers={"Authorization": f"Bearer {admin}"},
         ) as resp:
             resp.raise_for_status()
-            probe = await resp.json()
+            created = await resp.json()
         # What 'hamletnet-probe register' does on a Pi: make a key pair, send the public half.
-        probe["key"] = new_private_key()
+        key = new_private_key()
         async with http.post(
             f"{base}/api/v1/register",
-            json={"public_key": public_key_text(probe["key"])},
-            headers={"Authorization": f"Bearer {probe['token']}"},
+            json={"public_key": public_key_text(key)},
+            headers={"Authorization": f"Bearer {created['token']}"},
         ) as resp:
             resp.raise_for_status()
-        probes.append(probe)
-    return probes
+        probe = {"probe_id": created["probe_id"], "token": created["token"]}
+        kept[_spec_key(spec)] = {**probe, "key_pem": private_key_pem(key).decode()}
+        _save_kept(kept_path, kept)
+        probes.append({**probe, "key": key})
+    return probes, reused
 
 
 async def _cycle(
@@ -104,7 +158,7 @@ async def run_demo(port: int = 8080, once: bool = False, data_dir: Path | None =
         settings = load_settings(
             find_config(), data_dir=str(directory), admin_token=admin, listen_port=port
         )
-        runner = web.AppRunner(create_app(settings), access_log=None)
+        runner = GuardedAppRunner(create_app(settings), access_log=None)
         await runner.setup()
         try:
             site = web.TCPSite(runner, "127.0.0.1", port)
@@ -117,8 +171,14 @@ async def run_demo(port: int = 8080, once: bool = False, data_dir: Path | None =
             actual = runner.addresses[-1][1]
             base = f"http://127.0.0.1:{actual}"
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
-                probes = await _register(http, base, admin, settings)
-                print(f"registered {len(probes)} example probes in {len(settings.hamlets)} hamlets")
+                probes, reused = await _register(
+                    http, base, admin, settings, directory / PROBES_FILE
+                )
+                fresh = len(probes) - reused
+                print(
+                    f"registered {fresh} example probes in {len(settings.hamlets)} hamlets"
+                    + (f", reused {reused} from {directory / PROBES_FILE}" if reused else "")
+                )
                 accepted, rejected = await _cycle(http, base, actual, probes)
                 print(
                     f"measured over loopback and posted: {accepted} accepted, {rejected} rejected"

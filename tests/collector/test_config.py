@@ -61,3 +61,38 @@ def test_environment_overrides_and_unknown_variables(
     monkeypatch.setenv("HAMLETNET_PROBE_SPOL__MAX_BYTES", "1")
     with pytest.raises(ConfigError, match="HAMLETNET_PROBE_SPOL__MAX_BYTES"):
         load_config(path)
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# only a comment\n"])
+def test_an_empty_file_is_refused_not_run_on_defaults(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "probe.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"holds no settings .* write \{\} in it"):
+        load_config(path)
+
+
+def test_an_explicit_empty_mapping_means_the_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "probe.yaml"
+    path.write_text("{}\n", encoding="utf-8")
+    assert load_config(path).upload.batch_size == 500
+
+
+def test_a_bad_environment_variable_is_blamed_on_itself_not_on_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "probe.yaml"
+    path.write_text("upload:\n  batch_size: 100\n", encoding="utf-8")
+    monkeypatch.setenv("HAMLETNET_PROBE_UPLOAD__EVERY_S", "-1")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "invalid probe configuration (environment):" in message
+    assert str(path) not in message
+    assert "upload.every_s (from HAMLETNET_PROBE_UPLOAD__EVERY_S): Input should be greater" in (
+        message
+    )
+    path.write_text("upload:\n  batch_size: 5000\n", encoding="utf-8")  # and one from the file
+    with pytest.raises(ConfigError) as both:
+        load_config(path)
+    assert f"({path}, environment):" in str(both.value)
+    assert "  upload.batch_size: Input should be less than" in str(both.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -73,3 +74,106 @@ def test_demo_once_registers_probes_and_posts_real_results(tmp_path: Path) -> No
     assert "8 accepted, 0 rejected" in result.stdout
     assert re.search(r"open http://127\.0\.0\.1:\d+/", result.stdout)
     assert "page: 200" in result.stdout
+
+
+# --- what a new user hits, following the README literally (issue 15 §6) ---
+
+
+def server_cli_env(
+    *args: str, env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("HAMLETNET_")}
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=timeout,
+        check=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["after the command (as the README writes it)", "before the command", "after probe"],
+)
+def test_probe_commands_accept_config_wherever_the_readme_puts_it(config: Path, where: str) -> None:
+    add = ["add", "--hamlet", "thon-a", "--isp", "VNPT", "--access", "fiber"]
+    if where.startswith("after the command"):
+        args = ["probe", *add[:1], "--config", str(config), *add[1:]]
+        listing = ["probe", "list", "--config", str(config)]
+    elif where == "before the command":
+        args = ["--config", str(config), "probe", *add]
+        listing = ["--config", str(config), "probe", "list"]
+    else:
+        args = ["probe", "--config", str(config), *add]
+        listing = ["probe", "--config", str(config), "list"]
+    added = server_cli(*args)
+    assert added.returncode == 0, added.stderr
+    assert "probe:  thon-a-vnpt-fiber" in added.stdout
+    listed = server_cli(*listing)
+    assert listed.returncode == 0, listed.stderr
+    assert "thon-a-vnpt-fiber\tthon-a\tVNPT\tfiber\tenabled" in listed.stdout
+
+
+def test_an_environment_variable_error_names_the_variable_not_the_file(config: Path) -> None:
+    result = server_cli_env("run", "--config", str(config), env={"HAMLETNET_LISTEN_PORT": "abc"})
+    assert result.returncode == 2
+    assert "listen_port (from HAMLETNET_LISTEN_PORT): Input should be a valid integer" in (
+        result.stderr
+    )
+    nested = server_cli_env("run", "--config", str(config), env={"HAMLETNET_LIMITS__BURST": "0"})
+    assert nested.returncode == 2
+    assert "limits.burst (from HAMLETNET_LIMITS__BURST):" in nested.stderr
+
+
+@pytest.mark.parametrize("text", ["", "# nothing but a comment\n"])
+def test_an_empty_config_file_is_refused(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = server_cli("run", "--config", str(path))
+    assert result.returncode == 2
+    assert f"{path} holds no settings" in result.stderr
+    assert "{}" in result.stderr  # how to say "defaults, on purpose"
+    assert "Traceback" not in result.stderr
+
+
+def test_an_explicitly_empty_mapping_runs_on_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text("{}  # defaults, on purpose\n", encoding="utf-8")
+    result = server_cli("probe", "list", "--config", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "target"])
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path, command: str) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        if command == "run":
+            path = tmp_path / "server.yaml"
+            path.write_text(f"listen_port: {port}\ndata_dir: data\n", encoding="utf-8")
+            result = server_cli("run", "--config", str(path))
+        else:
+            result = server_cli("target", "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 2, result.stderr
+    assert f"127.0.0.1 port {port} is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_rerun_with_the_same_data_dir_reuses_its_probes(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    first = server_cli("demo", "--once", "--port", "0", "--data-dir", str(data))
+    assert first.returncode == 0, first.stdout + first.stderr
+    second = server_cli("demo", "--once", "--port", "0", "--data-dir", str(data))
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "8 accepted, 0 rejected" in second.stdout
+    listed = server_cli_env(
+        "probe", "list", "--config", str(ROOT / "config" / "hiep-luc.yaml"),
+        env={"HAMLETNET_DATA_DIR": str(data)},
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    ids = sorted(line.split("\t")[0] for line in listed.stdout.splitlines())
+    assert ids == [
+        "thon-ban-chang-fpt-fiber", "thon-dong-tam-vnpt-fiber", "thon-khuoi-nam-viettel-4g",
+        "thon-na-mo-viettel-fiber",
+    ]  # fmt: skip
