@@ -1,0 +1,1133 @@
+"""The compliance rules: pure functions from plain samples to a ``Verdict`` record.
+
+Each rule has an id, a Vietnamese and an English label and a source, cited in its docstring and
+carried in every verdict so users see it. Nothing here does I/O or reads the clock: the caller
+passes the window and, where time matters, ``now``. docs/methodology.md states every rule in words.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from probes.models import Access, Status
+from server.compliance.stats import (
+    Aggregate,
+    Deadline,
+    Period,
+    is_peak_hour,
+    summarize,
+    vietnam_time,
+)
+
+# -- Thresholds, each with its source ------------------------------------------------------------
+
+#: Mean download goodput that shows a line above 1 Gb/s: 1000 Mb/s × η, η = 1448/1538 ≈ 0.941, the
+#: TCP/IPv4 payload share of an Ethernet frame on the wire (shared methodology §6, adopt item 4b).
+GIGABIT_MEAN_MBPS = 941.0
+#: A port must negotiate at least this to carry more than 1 Gb/s (2.5GBASE-T; adopt item 4a).
+GIGABIT_LINK_MBPS = 2500.0
+#: Floor when the operator declares no minimum: 30 % of 1 Gb/s, QCVN 126:2021's 30/100 ratio
+#: borrowed by analogy (adopt item 4c).
+GIGABIT_DEFAULT_FLOOR_MBPS = 300.0
+#: VNNIC publishes a commune's figure only from 300 samples a month (Cần Thơ DOST 1004/SKHCN, 2025).
+VNNIC_MIN_SAMPLES = 300
+#: QCVN 34:2022 §2.1: at least 1,000 samples per direction (secondary source).
+QCVN34_MIN_SAMPLES = 1000
+#: QCVN 34:2022 §2.1: Pd ≥ 0.8·Vd and Pu ≥ 0.8·Vu (secondary source).
+QCVN34_RATIO = 0.8
+#: Share of samples that must reach a floor: QCVN 81:2019 §2.1.5 and QCVN 126:2021 §2.1.5.2.
+FLOOR_SHARE_PCT = 95
+#: 4G floor, draft Amendment 1:2023 to QCVN 81:2019 and the 1110/QĐ-BTTTT target.
+LTE_FLOOR_MBPS = 40.0
+#: 5G, QCVN 126:2021 §2.1.5.2.
+NR_MEAN_DOWN_MBPS, NR_MEAN_UP_MBPS, NR_FLOOR_MBPS = 100.0, 30.0, 30.0
+#: IPv6 readiness: hamletnet's choices (no regulation sets them): at least 30 results in the
+#: period, and the same 95 % share the QCVN floors use.
+IPV6_MIN_RESULTS = 30
+IPV6_READY_SHARE_PCT = 95
+
+
+class VerdictKind(StrEnum):
+    MET = "met"
+    FAIL = "fail"
+    INSUFFICIENT_DATA = "insufficient_data"
+    NOT_VERIFIABLE = "not_verifiable"
+    NOT_APPLICABLE = "not_applicable"
+
+
+#: What the office's page prints for each verdict.
+VERDICT_LABELS_VI: Mapping[VerdictKind, str] = {
+    VerdictKind.MET: "Đạt",
+    VerdictKind.FAIL: "Không đạt",
+    VerdictKind.INSUFFICIENT_DATA: "Chưa đủ mẫu",
+    VerdictKind.NOT_VERIFIABLE: "Không kiểm chứng được",
+    VerdictKind.NOT_APPLICABLE: "Không áp dụng",
+}
+
+
+class Exclusion(StrEnum):
+    """Why a sample was left out. A sample is counted once, under the first reason in this order."""
+
+    OUTSIDE_WINDOW = "outside_window"
+    FAILED = "status_failed"
+    CLOCK_NOT_SYNCED = "clock_not_synced"
+    CPU_LIMITED = "cpu_limited"
+    HOST_LIMITED = "host_limited"
+    NOT_ALONE = "target_shared"
+    OTHER_ACCESS = "other_access"
+    NO_VALUE = "no_value"
+    LINK_UNKNOWN = "link_speed_unknown"
+    LINK_BELOW_2500 = "link_below_2500_mbps"
+
+
+# -- Inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One bandwidth (or other) result, as the rules need it. ``None`` flags mean the result does
+    not say (an older agent or engine): such a sample is kept, never excluded on a guess."""
+
+    measured_at: datetime
+    download_mbps: float | None = None
+    upload_mbps: float | None = None
+    status: Status = Status.OK
+    cpu_limited: bool | None = None
+    host_limited: bool | None = None
+    ran_alone: bool | None = None
+    clock_synced: bool | None = None
+    link_speed_mbps: float | None = None
+    access: Access | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv6Sample:
+    measured_at: datetime
+    ipv6_ready: bool | None
+    ipv6_only_ready: bool | None
+    status: Status = Status.OK
+    clock_synced: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A probe's line: where it is, whose it is, and what the operator declared for it."""
+
+    hamlet: str
+    isp: str
+    access: Access
+    declared_down_mbps: float | None = None
+    declared_up_mbps: float | None = None
+    declared_min_down_mbps: float | None = None
+    plan_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HandEntry:
+    """A figure entered by hand, with who, when and the document it comes from. ``value`` is in
+    the indicator's unit; ``achieved`` answers a qualitative indicator (e.g. AI in use)."""
+
+    entered_by: str
+    entered_at: datetime
+    source_document: str
+    as_of: date
+    value: float | None = None
+    achieved: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """A hand-entered field survey: whether a service is present in a hamlet."""
+
+    present: bool
+    surveyed_by: str
+    surveyed_at: date
+    source_document: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """An indicator's target, e.g. ``> 95 %`` or ``>= 100 %``."""
+
+    op: Literal[">", ">="]
+    value: float
+    unit: str
+
+    def meets(self, observed: float) -> bool:
+        return observed > self.value if self.op == ">" else observed >= self.value
+
+
+# -- The verdict record -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One condition of a rule: what was observed against what was required."""
+
+    name: str
+    label_vi: str
+    label_en: str
+    observed: float | None
+    required: float
+    unit: str
+    passed: bool | None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SampleCount:
+    """A count of valid samples against a published minimum (VNNIC's 300, QCVN 34's 1,000)."""
+
+    direction: Literal["download", "upload", "any"]
+    n: int
+    minimum: int
+    source: str
+
+    @property
+    def reached(self) -> bool:
+        return self.n >= self.minimum
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    label_vi: str
+    label_en: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What one rule says about one line (or hamlet) over one window, with the numbers behind it."""
+
+    rule: Rule
+    verdict: VerdictKind
+    reason_vi: str
+    reason_en: str
+    window: Period
+    n: int
+    download: Aggregate | None = None
+    upload: Aggregate | None = None
+    peak_download: Aggregate | None = None
+    checks: tuple[Check, ...] = ()
+    exclusions: Mapping[str, int] = field(default_factory=dict)
+    counts: tuple[SampleCount, ...] = ()
+    shares_pct: Mapping[str, float] = field(default_factory=dict)
+    evidence: HandEntry | Survey | None = None
+
+    @property
+    def rule_id(self) -> str:
+        return self.rule.id
+
+    @property
+    def source(self) -> str:
+        return self.rule.source
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The thresholds this verdict used, by check name."""
+        return {c.name: c.required for c in self.checks}
+
+
+# -- The rules' identities ----------------------------------------------------------------------
+
+_PLAN = "Kế hoạch phát triển hạ tầng số xã Hiệp Lực 2026–2030, Phụ lục"
+
+FIXED_GIGABIT = Rule(
+    "fixed-gigabit",
+    "Băng rộng cố định trên 1 Gb/s (đường dây đầu đo)",
+    "Fixed broadband above 1 Gb/s (probe line)",
+    f"{_PLAN} I.1.2, II.1.1; hamletnet rule modelled on QCVN 81:2019 §2.1.5 and QCVN 126:2021"
+    " §2.1.5.2; 941 Mb/s = 1 Gb/s × 1448/1538; 300 samples: VNNIC's publication minimum",
+)
+QCVN34_DECLARED = Rule(
+    "qcvn34-declared-speed",
+    "Tốc độ tải trung bình so với tốc độ công bố (Pd ≥ 0,8·Vd, Pu ≥ 0,8·Vu)",
+    "Average data rate against the declared speed (Pd ≥ 0.8·Vd, Pu ≥ 0.8·Vu)",
+    "modelled on QCVN 34:2022/BTTTT §2.1 (secondary source; Circular 20/2022/TT-BTTTT); Pd as"
+    " QCVN 34:2019 §2.1.2.1 defines it",
+)
+MOBILE_4G = Rule(
+    "mobile-4g",
+    "4G: ≥ 95 % mẫu tải xuống ≥ 40 Mb/s (dự thảo/chỉ tiêu)",
+    "4G: ≥ 95 % of samples download ≥ 40 Mb/s (draft/target)",
+    "draft/target: draft Amendment 1:2023 to QCVN 81:2019/BTTTT; Decision 1110/QĐ-BTTTT (2024)",
+)
+MOBILE_5G = Rule(
+    "mobile-5g",
+    "5G: trung bình ≥ 100 Mb/s xuống, ≥ 30 Mb/s lên, ≥ 95 % mẫu ≥ 30 Mb/s",
+    "5G: mean ≥ 100 Mb/s down, ≥ 30 Mb/s up, ≥ 95 % of samples ≥ 30 Mb/s",
+    "QCVN 126:2021/BTTTT §2.1.5.2 (Circular 07/2021/TT-BTTTT)",
+)
+PRESENCE_FIBRE = Rule(
+    "presence-fibre",
+    "Thôn có băng rộng cố định (cáp quang)",
+    "Hamlet has fixed broadband (fibre)",
+    f"{_PLAN} I.1.4; hamletnet rule: a valid result from a fibre probe in the period, or a survey",
+)
+PRESENCE_MOBILE = Rule(
+    "presence-mobile",
+    "Thôn có sóng di động băng rộng",
+    "Hamlet has mobile broadband",
+    f"{_PLAN} I.1.3; hamletnet rule: a valid result from a 4G/5G probe in the period, or a survey",
+)
+PRESENCE_5G = Rule(
+    "presence-5g",
+    "Thôn có sóng 5G",
+    "Hamlet has 5G",
+    f"{_PLAN} I.1.1, II.1.2; hamletnet rule: a valid result from a 5G probe in the period, or a"
+    " survey; probes only spot-check population coverage",
+)
+IPV6_READY = Rule(
+    "ipv6-ready",
+    "Đường dây sẵn sàng IPv6",
+    "Line is IPv6-ready",
+    f"{_PLAN} II.1.3; readiness scored as test-ipv6.com does (transition score); hamletnet rule:"
+    " ≥ 95 % of ≥ 30 results in the period",
+)
+IPV6_ONLY_READY = Rule(
+    "ipv6-only-ready",
+    "Đường dây sẵn sàng IPv6-only",
+    "Line is IPv6-only ready",
+    f"{_PLAN} II.1.3; strict score 10 in an IPv6-only run, NAT64 via RFC 8781 PREF64 or RFC 7050;"
+    " hamletnet rule: ≥ 95 % of ≥ 30 results in the period",
+)
+IPV6_USAGE = Rule(
+    "ipv6-usage",
+    "Tỷ lệ sử dụng IPv6 (không đo được bằng đầu đo)",
+    "IPv6 usage share (not measurable by probes)",
+    f"{_PLAN} II.1.3; VNNIC quotes APNIC's per-economy measurement of user traffic, which a probe"
+    " cannot make",
+)
+HAND_REPORTED = Rule(
+    "hand-reported",
+    "Số liệu báo cáo thủ công",
+    "Figure reported by hand",
+    f"{_PLAN} I.2, II.2; entered with who, when and the source document",
+)
+
+RULES: Mapping[str, Rule] = {
+    r.id: r
+    for r in (
+        FIXED_GIGABIT,
+        QCVN34_DECLARED,
+        MOBILE_4G,
+        MOBILE_5G,
+        PRESENCE_FIBRE,
+        PRESENCE_MOBILE,
+        PRESENCE_5G,
+        IPV6_READY,
+        IPV6_ONLY_READY,
+        IPV6_USAGE,
+        HAND_REPORTED,
+    )
+}
+
+_VNNIC_SOURCE = "VNNIC i-SPEED commune minimum (Cần Thơ DOST 1004/SKHCN-CNTTVTBC, 2025)"
+_QCVN34_SOURCE = "QCVN 34:2022 §2.1, per direction (secondary source)"
+
+
+# -- The valid-sample filter --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filtered:
+    valid: tuple[Sample, ...]
+    exclusions: dict[str, int]
+
+
+def _exclusion(sample: Sample, window: Period) -> Exclusion | None:
+    if not window.contains(sample.measured_at):
+        return Exclusion.OUTSIDE_WINDOW
+    if sample.status is not Status.OK:
+        return Exclusion.FAILED
+    if sample.clock_synced is False:
+        return Exclusion.CLOCK_NOT_SYNCED
+    if sample.cpu_limited:
+        return Exclusion.CPU_LIMITED
+    if sample.host_limited:
+        return Exclusion.HOST_LIMITED
+    if sample.ran_alone is False:
+        return Exclusion.NOT_ALONE
+    return None
+
+
+def valid_samples(
+    samples: Iterable[Sample],
+    window: Period,
+    *,
+    keep: Callable[[Sample], Exclusion | None] = lambda _: None,
+) -> Filtered:
+    """The samples that count, and how many were left out by reason.
+
+    Valid: inside the window, status ok, not run on an unsynchronised clock (where the result
+    says so), not CPU-limited (the probe, not the line, may have been the bottleneck), not
+    host-limited (TCP_INFO rwnd+sndbuf limited > 10 % of the test; shared methodology adopt item
+    2), and run alone (the target's slot coordinator saw no other test at the same time). ``keep``
+    adds a rule's own reasons (missing value, other access, slow link), checked after these.
+    """
+    valid: list[Sample] = []
+    excluded: Counter[str] = Counter()
+    for sample in samples:
+        reason = _exclusion(sample, window) or keep(sample)
+        if reason is None:
+            valid.append(sample)
+        else:
+            excluded[reason.value] += 1
+    return Filtered(tuple(valid), dict(sorted(excluded.items())))
+
+
+def _has_download(sample: Sample) -> Exclusion | None:
+    return None if sample.download_mbps is not None else Exclusion.NO_VALUE
+
+
+def _downloads(samples: Iterable[Sample]) -> list[float]:
+    return [s.download_mbps for s in samples if s.download_mbps is not None]
+
+
+def _uploads(samples: Iterable[Sample]) -> list[float]:
+    return [s.upload_mbps for s in samples if s.upload_mbps is not None]
+
+
+def _share_at_least(values: Sequence[float], floor: float) -> float | None:
+    return 100.0 * sum(v >= floor for v in values) / len(values) if values else None
+
+
+def _floor_met(values: Sequence[float], floor: float) -> bool | None:
+    """≥ 95 % of ``values`` reach ``floor``, in integers so no rounding decides a tie."""
+    if not values:
+        return None
+    return 100 * sum(v >= floor for v in values) >= FLOOR_SHARE_PCT * len(values)
+
+
+def _at_least(observed: float | None, required: float) -> bool | None:
+    return None if observed is None else observed >= required
+
+
+def _samples_check(n: int, minimum: int, source: str) -> Check:
+    return Check(
+        "samples",
+        "Số mẫu hợp lệ",
+        "Valid samples",
+        float(n),
+        float(minimum),
+        "samples",
+        n >= minimum,
+        source,
+    )
+
+
+def _fmt_mbps(value: float) -> str:
+    return f"{value:g} Mb/s"
+
+
+# -- Fixed broadband ----------------------------------------------------------------------------
+
+
+def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verdict:
+    """Fixed broadband "> 1 Gb/s" for one probe line over one month (rule ``fixed-gigabit``).
+
+    hamletnet's rule for the plan's appendix I.1.2 and II.1.1, modelled on QCVN 81:2019 §2.1.5
+    and QCVN 126:2021 §2.1.5.2 (a mean plus a 95 % floor). All must hold (shared methodology,
+    adopt item 4):
+
+    (a) link: samples count only from a port negotiated at ≥ 2.5 Gb/s; if none was, the verdict
+        is ``not_verifiable`` ("cổng 1 GbE"), never a fail, since 1 GbE caps goodput near 941;
+    (b) mean download goodput ≥ 941 Mb/s (1 Gb/s × 1448/1538);
+    (c) ≥ 95 % of peak-hour samples (19:00–23:00 Vietnam time) reach the floor: the operator's
+        declared minimum, else 300 Mb/s (QCVN 126's 30/100 ratio, by analogy);
+    (d) n ≥ 300 valid samples (VNNIC's publication minimum), else ``insufficient_data``.
+    """
+    if line.access is not Access.FIBER:
+        return _not_applicable(FIXED_GIGABIT, window, f"đường dây {line.access.value}")
+    general = valid_samples(samples, window, keep=_has_download)
+    links = [s.link_speed_mbps for s in general.valid]
+
+    def fast_link(sample: Sample) -> Exclusion | None:
+        if sample.link_speed_mbps is None:
+            return Exclusion.LINK_UNKNOWN
+        return Exclusion.LINK_BELOW_2500 if sample.link_speed_mbps < GIGABIT_LINK_MBPS else None
+
+    capable = valid_samples(samples, window, keep=lambda s: _has_download(s) or fast_link(s))
+    downloads = _downloads(capable.valid)
+    peak = _downloads(s for s in capable.valid if is_peak_hour(s.measured_at))
+    if line.declared_min_down_mbps is not None:
+        floor, floor_note = line.declared_min_down_mbps, "declared minimum (Vdmin) of the operator"
+    else:
+        floor = GIGABIT_DEFAULT_FLOOR_MBPS
+        floor_note = "30 % of 1 Gb/s, by analogy to QCVN 126:2021 (30/100 Mb/s)"
+    down = summarize(downloads)
+    known_links = [v for v in links if v is not None]
+    link_check = Check(
+        "link",
+        "Tốc độ cổng",
+        "Port speed",
+        max(known_links) if known_links else None,
+        GIGABIT_LINK_MBPS,
+        "Mb/s",
+        bool(downloads) if general.valid else None,
+        "≥ 2.5 GbE probe port and ONT port negotiated above 1 Gb/s",
+    )
+    checks = (
+        link_check,
+        Check(
+            "mean_download",
+            "Tốc độ tải xuống trung bình",
+            "Mean download",
+            down.mean,
+            GIGABIT_MEAN_MBPS,
+            "Mb/s",
+            _at_least(down.mean, GIGABIT_MEAN_MBPS),
+            "1 Gb/s × 1448/1538 (TCP/IPv4 goodput share of an Ethernet frame)",
+        ),
+        Check(
+            "peak_floor",
+            "Mẫu giờ cao điểm đạt ngưỡng sàn",
+            "Peak-hour samples at or above the floor",
+            _share_at_least(peak, floor),
+            float(FLOOR_SHARE_PCT),
+            "%",
+            _floor_met(peak, floor),
+            f"floor {_fmt_mbps(floor)}: {floor_note}; peak 19:00–23:00 Vietnam time",
+        ),
+        _samples_check(len(downloads), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+    )
+    record = _verdict_factory(
+        FIXED_GIGABIT,
+        window,
+        n=len(downloads),
+        download=down,
+        upload=summarize(_uploads(capable.valid)),
+        peak_download=summarize(peak),
+        checks=checks,
+        exclusions=capable.exclusions,
+        counts=_counts("download", len(downloads)),
+    )
+    if general.valid and not downloads:
+        if known_links and max(known_links) <= 1000:
+            port_vi, port_en = "cổng 1 GbE", "1 GbE port"
+        elif known_links:
+            port_vi = port_en = f"{max(known_links):g} Mb/s"
+            port_vi, port_en = f"cổng {port_vi}", f"{port_en} port"
+        else:
+            port_vi, port_en = "không rõ tốc độ cổng", "port speed not reported"
+        return record(
+            VerdictKind.NOT_VERIFIABLE,
+            f"không kiểm chứng được: {port_vi}",
+            f"not verifiable above 0.94 Gb/s: {port_en}",
+        )
+    if len(downloads) < VNNIC_MIN_SAMPLES:
+        return record(*_too_few(len(downloads), VNNIC_MIN_SAMPLES))
+    if not peak:
+        return record(
+            VerdictKind.INSUFFICIENT_DATA,
+            "chưa đủ mẫu: không có mẫu giờ cao điểm (19:00–23:00)",
+            "insufficient data: no peak-hour samples (19:00–23:00)",
+        )
+    return _by_checks(record, checks[1:3])
+
+
+def qcvn34_declared(samples: Sequence[Sample], line: Line, window: Period) -> Verdict:
+    """Pd ≥ 0.8·Vd and Pu ≥ 0.8·Vu against the operator's declared speeds (rule
+    ``qcvn34-declared-speed``), modelled on QCVN 34:2022/BTTTT §2.1 (secondary source: the
+    official text of Circular 20/2022/TT-BTTTT was not read).
+
+    Pd and Pu are the mean of per-sample speeds (QCVN 34:2019 §2.1.2.1). QCVN 34 asks for at least
+    1,000 samples per direction: below that a direction is ``insufficient_data``. A direction with
+    no declared speed is ``not_applicable``, never judged against a guess. Overall: fail if a
+    direction with enough samples fails, else insufficient_data if one is short, else met.
+    """
+    if line.access is not Access.FIBER:
+        return _not_applicable(QCVN34_DECLARED, window, f"đường dây {line.access.value}")
+    filtered = valid_samples(samples, window)
+    down, up = summarize(_downloads(filtered.valid)), summarize(_uploads(filtered.valid))
+    checks: list[Check] = []
+    kinds: list[VerdictKind] = []
+    for name, vi, en, agg, declared in (
+        ("pd", "Pd (tải xuống trung bình)", "Pd (mean download)", down, line.declared_down_mbps),
+        ("pu", "Pu (tải lên trung bình)", "Pu (mean upload)", up, line.declared_up_mbps),
+    ):
+        if declared is None:
+            kinds.append(VerdictKind.NOT_APPLICABLE)
+            continue
+        required = QCVN34_RATIO * declared
+        passed = _at_least(agg.mean, required)
+        note = f"0.8 × declared {_fmt_mbps(declared)}"
+        checks.append(Check(name, vi, en, agg.mean, required, "Mb/s", passed, note))
+        if agg.n < QCVN34_MIN_SAMPLES:
+            kinds.append(VerdictKind.INSUFFICIENT_DATA)
+        else:
+            kinds.append(VerdictKind.MET if passed else VerdictKind.FAIL)
+    record = _verdict_factory(
+        QCVN34_DECLARED,
+        window,
+        n=min(down.n, up.n),
+        download=down,
+        upload=up,
+        checks=tuple(checks),
+        exclusions=filtered.exclusions,
+        counts=(
+            SampleCount("download", down.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
+            SampleCount("upload", up.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
+        ),
+    )
+    kind = _combine(kinds)
+    if kind is VerdictKind.NOT_APPLICABLE:
+        return record(
+            kind,
+            "không áp dụng: nhà mạng chưa công bố tốc độ (Vd, Vu)",
+            "not applicable: no declared speed (Vd, Vu) for this line",
+        )
+    if kind is VerdictKind.INSUFFICIENT_DATA:
+        return record(
+            kind,
+            f"chưa đủ mẫu: {down.n} mẫu tải xuống, {up.n} mẫu tải lên / {QCVN34_MIN_SAMPLES}"
+            " mỗi chiều",
+            f"insufficient data: {down.n} download and {up.n} upload samples of"
+            f" {QCVN34_MIN_SAMPLES} per direction",
+        )
+    return record(kind, *_reason_by_checks(kind, tuple(checks)))
+
+
+# -- Mobile -------------------------------------------------------------------------------------
+
+
+def _access_is(*wanted: Access) -> Callable[[Sample], Exclusion | None]:
+    def keep(sample: Sample) -> Exclusion | None:
+        if sample.access is not None and sample.access not in wanted:
+            return Exclusion.OTHER_ACCESS
+        return _has_download(sample)
+
+    return keep
+
+
+def mobile_4g(samples: Sequence[Sample], window: Period) -> Verdict:
+    """4G: ≥ 95 % of samples download at ≥ 40 Mb/s (rule ``mobile-4g``), labelled draft/target.
+
+    Source: draft Amendment 1:2023 to QCVN 81:2019/BTTTT (fixed 40 Mb/s floor in LTE zones,
+    reached by 95 % of samples; adoption not found) and Decision 1110/QĐ-BTTTT (2 Jul 2024), which
+    sets 4G ≥ 40 Mb/s measured with i-Speed. The 300-sample minimum is VNNIC's, applied here too.
+    """
+    filtered = valid_samples(samples, window, keep=_access_is(Access.LTE))
+    downloads = _downloads(filtered.valid)
+    checks = (
+        Check(
+            "floor",
+            "Mẫu tải xuống ≥ 40 Mb/s",
+            "Download samples ≥ 40 Mb/s",
+            _share_at_least(downloads, LTE_FLOOR_MBPS),
+            float(FLOOR_SHARE_PCT),
+            "%",
+            _floor_met(downloads, LTE_FLOOR_MBPS),
+            "draft/target: draft Amendment 1:2023 QCVN 81; 1110/QĐ-BTTTT",
+        ),
+        _samples_check(len(downloads), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+    )
+    record = _verdict_factory(
+        MOBILE_4G,
+        window,
+        n=len(downloads),
+        download=summarize(downloads),
+        upload=summarize(_uploads(filtered.valid)),
+        checks=checks,
+        exclusions=filtered.exclusions,
+        counts=_counts("download", len(downloads)),
+    )
+    if len(downloads) < VNNIC_MIN_SAMPLES:
+        return record(*_too_few(len(downloads), VNNIC_MIN_SAMPLES))
+    return _by_checks(record, checks[:1])
+
+
+def mobile_5g(samples: Sequence[Sample], window: Period) -> Verdict:
+    """5G per QCVN 126:2021/BTTTT §2.1.5.2 (rule ``mobile-5g``): mean download ≥ 100 Mb/s, mean
+    upload ≥ 30 Mb/s, ≥ 95 % of samples download at ≥ 30 Mb/s. 300 valid samples per direction
+    (VNNIC's minimum) are required before judging."""
+    filtered = valid_samples(samples, window, keep=_access_is(Access.NR))
+    downloads, uploads = _downloads(filtered.valid), _uploads(filtered.valid)
+    down, up = summarize(downloads), summarize(uploads)
+    checks = (
+        Check(
+            "mean_download",
+            "Tải xuống trung bình",
+            "Mean download",
+            down.mean,
+            NR_MEAN_DOWN_MBPS,
+            "Mb/s",
+            _at_least(down.mean, NR_MEAN_DOWN_MBPS),
+        ),
+        Check(
+            "mean_upload",
+            "Tải lên trung bình",
+            "Mean upload",
+            up.mean,
+            NR_MEAN_UP_MBPS,
+            "Mb/s",
+            _at_least(up.mean, NR_MEAN_UP_MBPS),
+        ),
+        Check(
+            "floor",
+            "Mẫu tải xuống ≥ 30 Mb/s",
+            "Download samples ≥ 30 Mb/s",
+            _share_at_least(downloads, NR_FLOOR_MBPS),
+            float(FLOOR_SHARE_PCT),
+            "%",
+            _floor_met(downloads, NR_FLOOR_MBPS),
+        ),
+        _samples_check(min(down.n, up.n), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+    )
+    record = _verdict_factory(
+        MOBILE_5G,
+        window,
+        n=len(downloads),
+        download=down,
+        upload=up,
+        checks=checks,
+        exclusions=filtered.exclusions,
+        counts=(
+            SampleCount("download", down.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+            SampleCount("upload", up.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+        ),
+    )
+    if min(down.n, up.n) < VNNIC_MIN_SAMPLES:
+        return record(*_too_few(min(down.n, up.n), VNNIC_MIN_SAMPLES))
+    return _by_checks(record, checks[:3])
+
+
+# -- Presence -----------------------------------------------------------------------------------
+
+_PRESENCE: Mapping[str, tuple[Rule, frozenset[Access]]] = {
+    "fibre": (PRESENCE_FIBRE, frozenset({Access.FIBER})),
+    "mobile": (PRESENCE_MOBILE, frozenset({Access.LTE, Access.NR})),
+    "5g": (PRESENCE_5G, frozenset({Access.NR})),
+}
+
+
+def presence(
+    samples: Sequence[Sample],
+    service: Literal["fibre", "mobile", "5g"],
+    window: Period,
+    survey: Survey | None = None,
+) -> Verdict:
+    """Whether a hamlet has fibre, mobile broadband or 5G (rules ``presence-fibre``,
+    ``presence-mobile``, ``presence-5g``; plan appendix I.1.1, I.1.3, I.1.4, II.1.2).
+
+    Present when a probe of that access (any result kind) returned a valid result in the window:
+    status ok and a clock not known to be wrong; limits on CPU or cross-traffic do not matter, the
+    line answered. Otherwise a hand-entered survey decides (who, when and document shown): present
+    is met, absent is a fail. With neither, ``insufficient_data``. A probe's result outranks a
+    survey, which may be older.
+    """
+    rule, accesses = _PRESENCE[service]
+
+    def evidence(sample: Sample) -> Exclusion | None:
+        if not window.contains(sample.measured_at):
+            return Exclusion.OUTSIDE_WINDOW
+        if sample.status is not Status.OK:
+            return Exclusion.FAILED
+        if sample.clock_synced is False:
+            return Exclusion.CLOCK_NOT_SYNCED
+        return None if sample.access in accesses else Exclusion.OTHER_ACCESS
+
+    counted: Counter[str] = Counter()
+    n = 0
+    for sample in samples:
+        reason = evidence(sample)
+        if reason is None:
+            n += 1
+        else:
+            counted[reason.value] += 1
+    record = _verdict_factory(
+        rule, window, n=n, exclusions=dict(sorted(counted.items())), evidence=survey
+    )
+    if n:
+        return record(
+            VerdictKind.MET,
+            f"có: {n} kết quả hợp lệ từ đầu đo trong kỳ",
+            f"present: {n} valid probe results in the period",
+        )
+    if survey is not None:
+        who = f"{survey.surveyed_by}, {survey.surveyed_at.isoformat()}, {survey.source_document}"
+        if survey.present:
+            return record(VerdictKind.MET, f"có (khảo sát: {who})", f"present (survey: {who})")
+        return record(VerdictKind.FAIL, f"không có (khảo sát: {who})", f"absent (survey: {who})")
+    return record(
+        VerdictKind.INSUFFICIENT_DATA,
+        "chưa có dữ liệu: không có kết quả đầu đo hay khảo sát",
+        "no evidence: no probe result and no survey",
+    )
+
+
+# -- IPv6 ---------------------------------------------------------------------------------------
+
+
+def ipv6_readiness(
+    samples: Sequence[Ipv6Sample], window: Period, *, ipv6_only: bool = False
+) -> Verdict:
+    """Share of the window's IPv6 results that are ``ipv6_ready`` (rule ``ipv6-ready``) or
+    ``ipv6_only_ready`` (rule ``ipv6-only-ready``), plan appendix II.1.3.
+
+    Readiness itself is scored by the probe as test-ipv6.com scores it (transition/strict out of
+    10) with NAT64 found by RFC 8781 PREF64 then RFC 7050 (docs/methodology.md, "IPv6"). The
+    verdict is hamletnet's choice, since no regulation gives one: met when ≥ 95 % of at least
+    30 valid results say ready. Both shares are always reported.
+    """
+    rule = IPV6_ONLY_READY if ipv6_only else IPV6_READY
+    excluded: Counter[str] = Counter()
+    ready: list[bool] = []
+    only: list[bool] = []
+    for s in samples:
+        if not window.contains(s.measured_at):
+            excluded[Exclusion.OUTSIDE_WINDOW.value] += 1
+        elif s.status is not Status.OK:
+            excluded[Exclusion.FAILED.value] += 1
+        elif s.clock_synced is False:
+            excluded[Exclusion.CLOCK_NOT_SYNCED.value] += 1
+        elif (s.ipv6_only_ready if ipv6_only else s.ipv6_ready) is None:
+            excluded[Exclusion.NO_VALUE.value] += 1
+        else:
+            if s.ipv6_ready is not None:
+                ready.append(s.ipv6_ready)
+            if s.ipv6_only_ready is not None:
+                only.append(s.ipv6_only_ready)
+    judged = only if ipv6_only else ready
+    shares = {
+        name: 100.0 * sum(flags) / len(flags)
+        for name, flags in (("ipv6_ready", ready), ("ipv6_only_ready", only))
+        if flags
+    }
+    share = shares.get("ipv6_only_ready" if ipv6_only else "ipv6_ready")
+    passed = None if not judged else 100 * sum(judged) >= IPV6_READY_SHARE_PCT * len(judged)
+    checks = (
+        Check(
+            "share",
+            "Tỷ lệ kết quả sẵn sàng",
+            "Share of results ready",
+            share,
+            float(IPV6_READY_SHARE_PCT),
+            "%",
+            passed,
+            "hamletnet's choice",
+        ),
+        _samples_check(len(judged), IPV6_MIN_RESULTS, "hamletnet's choice"),
+    )
+    record = _verdict_factory(
+        rule,
+        window,
+        n=len(judged),
+        checks=checks,
+        exclusions=dict(sorted(excluded.items())),
+        shares_pct=shares,
+    )
+    if len(judged) < IPV6_MIN_RESULTS:
+        return record(*_too_few(len(judged), IPV6_MIN_RESULTS))
+    return _by_checks(record, checks[:1])
+
+
+def ipv6_usage(window: Period, national: HandEntry | None = None) -> Verdict:
+    """ "IPv6 usage > 90 %" (rule ``ipv6-usage``, plan appendix II.1.3) is the share of users'
+    traffic over IPv6; a probe sees only its own line, so the verdict is always
+    ``not_verifiable``. The national APNIC figure, entered by hand with its date and source
+    (≈ 65 % for Vietnam in 2024–2025), is carried beside it and is not a commune figure."""
+    record = _verdict_factory(IPV6_USAGE, window, n=0, evidence=national)
+    return record(
+        VerdictKind.NOT_VERIFIABLE,
+        "không đo được bằng đầu đo: là tỷ lệ lưu lượng của người dùng; xem số liệu APNIC toàn quốc",
+        "not measurable by probes: a share of users' traffic; see the national APNIC figure",
+    )
+
+
+# -- Figures reported by hand -------------------------------------------------------------------
+
+
+def hand_reported(entry: HandEntry | None, target: Target | None, window: Period) -> Verdict:
+    """A figure the office reports by hand (rule ``hand-reported``; plan appendix I.2, II.2:
+    digital signatures as a share of adults, AI use). The entry carries who entered it, when and
+    the source document. Numeric targets compare ``value``; a qualitative one (no target) reads
+    ``achieved``. No entry: ``insufficient_data``. Choosing the latest entry dated within the
+    window is the caller's job."""
+    record = _verdict_factory(HAND_REPORTED, window, n=0 if entry is None else 1, evidence=entry)
+    if entry is None or (entry.value if target is not None else entry.achieved) is None:
+        return record(
+            VerdictKind.INSUFFICIENT_DATA, "chưa nhập số liệu", "no figure has been entered"
+        )
+    who = f"{entry.entered_by}, {entry.as_of.isoformat()}, {entry.source_document}"
+    if target is None:
+        ok = bool(entry.achieved)
+        return record(
+            VerdictKind.MET if ok else VerdictKind.FAIL,
+            f"{'đã' if ok else 'chưa'} thực hiện (báo cáo: {who})",
+            f"{'done' if ok else 'not done'} (reported: {who})",
+        )
+    assert entry.value is not None  # checked above
+    ok = target.meets(entry.value)
+    shown = f"{entry.value:g} {target.unit} ({target.op} {target.value:g} {target.unit})"
+    return record(
+        VerdictKind.MET if ok else VerdictKind.FAIL,
+        f"{shown}, báo cáo: {who}",
+        f"{shown}, reported: {who}",
+    )
+
+
+# -- Sample sufficiency -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Sufficiency:
+    """How a month's valid-sample count stands and where it is heading at the current pace."""
+
+    month: Period
+    count: int
+    pace_per_day: float | None
+    projected: int
+    final: bool
+
+    @property
+    def reaches_300(self) -> bool:
+        return self.projected >= VNNIC_MIN_SAMPLES
+
+    @property
+    def reaches_1000(self) -> bool:
+        return self.projected >= QCVN34_MIN_SAMPLES
+
+
+def sufficiency(count: int, month: Period, now: datetime) -> Sufficiency:
+    """Count so far, pace (samples per day so far) and the count projected to the month's end at
+    that pace, against VNNIC's 300 and QCVN 34's 1,000. Pure: ``now`` is an argument. Before the
+    month starts there is no pace; after it ends the count is final."""
+    elapsed = min(max(now - month.start, timedelta(0)), month.duration)
+    if elapsed >= month.duration:
+        return Sufficiency(month, count, count / (month.duration / timedelta(days=1)), count, True)
+    if elapsed <= timedelta(0):
+        return Sufficiency(month, count, None, count, False)
+    projected = math.floor(count * (month.duration / elapsed))
+    return Sufficiency(month, count, count / (elapsed / timedelta(days=1)), projected, False)
+
+
+# -- Hamlets, the commune, and deadlines --------------------------------------------------------
+
+#: A hamlet served by several lines has access if one of them qualifies ("có khả năng truy nhập"):
+#: the best verdict wins, in this order; a line that might qualify outranks one that fails.
+_BEST_FIRST = (
+    VerdictKind.MET,
+    VerdictKind.INSUFFICIENT_DATA,
+    VerdictKind.NOT_VERIFIABLE,
+    VerdictKind.FAIL,
+    VerdictKind.NOT_APPLICABLE,
+)
+
+
+def hamlet_verdict(line_verdicts: Iterable[VerdictKind]) -> VerdictKind:
+    """A hamlet's verdict from its lines' (one per ISP): the best; no line is insufficient data."""
+    kinds = set(line_verdicts)
+    return next((k for k in _BEST_FIRST if k in kinds), VerdictKind.INSUFFICIENT_DATA)
+
+
+Basis = Literal["hamlets", "users", "population", "adults", "offices"]
+
+
+@dataclass(frozen=True, slots=True)
+class HamletOutcome:
+    hamlet: str
+    verdict: VerdictKind
+    population: int | None = None
+    adults: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A commune's figure for one indicator: the share of hamlets, and of people, that meet it."""
+
+    basis: Basis
+    verdict: VerdictKind
+    hamlets: int
+    by_verdict: Mapping[str, int]
+    share_hamlets_pct: float | None
+    share_population_pct: float | None
+    population_met: int
+    population_total: int
+    population_unknown: tuple[str, ...]
+    figure_pct: float | None
+
+
+def _weight(outcome: HamletOutcome, basis: Basis) -> int | None:
+    if basis in ("hamlets", "offices"):
+        return 1
+    return outcome.adults if basis == "adults" else outcome.population
+
+
+def rollup(outcomes: Sequence[HamletOutcome], target: Target, basis: Basis) -> Rollup:
+    """The commune's figure for an indicator from its hamlets' verdicts, by hamlet count and by
+    population; the indicator's basis picks which is judged ("users" is approximated by
+    population: hamletnet knows no subscriber counts). Hamlets ``not_applicable`` are left out.
+
+    met when the figure meets the target; otherwise, if counting every insufficient or
+    unverifiable hamlet as met would reach it, the unknowns decide and the verdict says so
+    (insufficient_data before not_verifiable); otherwise fail. A hamlet with no population on a
+    population basis makes the figure insufficient_data, naming the hamlet.
+    """
+    judged = [o for o in outcomes if o.verdict is not VerdictKind.NOT_APPLICABLE]
+    by_verdict = Counter(o.verdict.value for o in outcomes)
+    met = [o for o in judged if o.verdict is VerdictKind.MET]
+    share_hamlets = 100.0 * len(met) / len(judged) if judged else None
+    unknown_pop = tuple(o.hamlet for o in judged if o.population is None)
+    pop_total = sum(o.population or 0 for o in judged)
+    pop_met = sum(o.population or 0 for o in met)
+    share_pop = 100.0 * pop_met / pop_total if pop_total and not unknown_pop else None
+
+    def result(verdict: VerdictKind, figure: float | None) -> Rollup:
+        return Rollup(
+            basis,
+            verdict,
+            len(outcomes),
+            dict(sorted(by_verdict.items())),
+            share_hamlets,
+            share_pop,
+            pop_met,
+            pop_total,
+            unknown_pop,
+            figure,
+        )
+
+    weights = [_weight(o, basis) for o in judged]
+    if not judged or any(w is None for w in weights):
+        return result(VerdictKind.INSUFFICIENT_DATA, None)
+    total = sum(w or 0 for w in weights)
+    if total == 0:
+        return result(VerdictKind.INSUFFICIENT_DATA, None)
+    undecided = (VerdictKind.INSUFFICIENT_DATA, VerdictKind.NOT_VERIFIABLE)
+    met_w = sum(
+        w or 0 for o, w in zip(judged, weights, strict=True) if o.verdict is VerdictKind.MET
+    )
+    open_w = sum(w or 0 for o, w in zip(judged, weights, strict=True) if o.verdict in undecided)
+    figure = 100.0 * met_w / total
+    if target.meets(figure):
+        return result(VerdictKind.MET, figure)
+    if open_w and target.meets(100.0 * (met_w + open_w) / total):
+        kinds = {o.verdict for o in judged}
+        worst = next(k for k in undecided if k in kinds)
+        return result(worst, figure)
+    return result(VerdictKind.FAIL, figure)
+
+
+class DeadlineStatus(StrEnum):
+    MET = "met"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    OVERDUE = "overdue"
+    NOT_YET_DUE = "not_yet_due"
+    INSUFFICIENT_DATA = "insufficient_data"
+    NOT_VERIFIABLE = "not_verifiable"
+
+
+def deadline_status(
+    deadline: Deadline,
+    verdict: VerdictKind,
+    now: datetime,
+    *,
+    figure_pct: float | None = None,
+    target: Target | None = None,
+    plan_start: datetime | None = None,
+    baseline_pct: float = 0.0,
+) -> DeadlineStatus:
+    """Where an indicator (or a hamlet) stands against its deadline at ``now``.
+
+    In order: ``met`` when the verdict is met; ``not_verifiable`` and ``insufficient_data`` pass
+    through (evidence is missing, before or after the deadline; ``not_applicable`` counts as
+    insufficient); a fail is ``overdue`` once the deadline quarter has ended, ``at_risk`` within
+    it and for "ongoing" tasks; before the deadline quarter, ``on_track`` if the figure is at or
+    above the straight line from ``baseline_pct`` at ``plan_start`` to the target at the deadline,
+    ``at_risk`` below it, and ``not_yet_due`` when no such line can be drawn (no figure, no
+    percentage target, or no plan start). hamletnet's definition; the plan gives none.
+    """
+    now = vietnam_time(now)
+    if verdict is VerdictKind.MET:
+        return DeadlineStatus.MET
+    if verdict is VerdictKind.NOT_VERIFIABLE:
+        return DeadlineStatus.NOT_VERIFIABLE
+    if verdict in (VerdictKind.INSUFFICIENT_DATA, VerdictKind.NOT_APPLICABLE):
+        return DeadlineStatus.INSUFFICIENT_DATA
+    quarter = deadline.quarter
+    if quarter is None:
+        return DeadlineStatus.AT_RISK
+    if now >= quarter.end:
+        return DeadlineStatus.OVERDUE
+    if now >= quarter.start:
+        return DeadlineStatus.AT_RISK
+    if figure_pct is None or target is None or target.unit != "%" or plan_start is None:
+        return DeadlineStatus.NOT_YET_DUE
+    if now <= plan_start:
+        return DeadlineStatus.NOT_YET_DUE
+    progress = (now - plan_start) / (quarter.end - plan_start)
+    expected = baseline_pct + (target.value - baseline_pct) * progress
+    return DeadlineStatus.ON_TRACK if figure_pct >= expected else DeadlineStatus.AT_RISK
+
+
+# -- Assembling verdicts ------------------------------------------------------------------------
+
+
+def _counts(direction: Literal["download", "upload", "any"], n: int) -> tuple[SampleCount, ...]:
+    return (
+        SampleCount(direction, n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+        SampleCount(direction, n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
+    )
+
+
+def _verdict_factory(
+    rule: Rule, window: Period, **fields: object
+) -> Callable[[VerdictKind, str, str], Verdict]:
+    def make(kind: VerdictKind, reason_vi: str, reason_en: str) -> Verdict:
+        return Verdict(rule, kind, reason_vi, reason_en, window, **fields)  # type: ignore[arg-type]
+
+    return make
+
+
+def _not_applicable(rule: Rule, window: Period, what: str) -> Verdict:
+    return Verdict(
+        rule,
+        VerdictKind.NOT_APPLICABLE,
+        f"không áp dụng cho {what}",
+        f"not applicable to this line ({what})",
+        window,
+        0,
+    )
+
+
+def _too_few(n: int, minimum: int) -> tuple[VerdictKind, str, str]:
+    return (
+        VerdictKind.INSUFFICIENT_DATA,
+        f"chưa đủ mẫu: {n}/{minimum} mẫu hợp lệ",
+        f"insufficient data: {n} of {minimum} valid samples",
+    )
+
+
+def _reason_by_checks(kind: VerdictKind, checks: Sequence[Check]) -> tuple[str, str]:
+    failed = [c for c in checks if c.passed is False]
+    if kind is VerdictKind.MET or not failed:
+        return "đạt mọi điều kiện", "every condition met"
+    return (
+        "không đạt: " + "; ".join(c.label_vi for c in failed),
+        "fails: " + "; ".join(c.label_en for c in failed),
+    )
+
+
+def _by_checks(
+    record: Callable[[VerdictKind, str, str], Verdict], checks: Sequence[Check]
+) -> Verdict:
+    kind = VerdictKind.MET if all(c.passed for c in checks) else VerdictKind.FAIL
+    return record(kind, *_reason_by_checks(kind, checks))
+
+
+def _combine(kinds: Sequence[VerdictKind]) -> VerdictKind:
+    """Directions combined: any fail fails; else any short is insufficient; all n/a is n/a."""
+    for kind in (VerdictKind.FAIL, VerdictKind.INSUFFICIENT_DATA):
+        if kind in kinds:
+            return kind
+    if all(k is VerdictKind.NOT_APPLICABLE for k in kinds):
+        return VerdictKind.NOT_APPLICABLE
+    return VerdictKind.MET
