@@ -49,7 +49,7 @@ from probes.models import (
     parse_result,
     unbounded_limits,
 )
-from probes.registry import PROBES, ProbeSpec
+from probes.registry import PROBES, ProbeSpec, engine_for
 from probes.signing import sign
 
 log = logging.getLogger(__name__)
@@ -266,7 +266,7 @@ class Agent:
             engine=schedule.engine,
             options=schedule.options,
         )
-        engine = schedule.engine or entry.engine
+        engine = engine_for(kind, schedule.engine, schedule.targets)
         gate = self.gate.exclusive() if kind is Kind.BANDWIDTH else self.gate.shared()
         async with gate:
             anchor = self.anchor()

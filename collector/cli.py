@@ -3,7 +3,7 @@
 register   store the server's credentials and this probe's signing key
 run        the long-running agent (systemd runs this)
 measure    run one test now and print its result as one JSON object (no upload)
-status     next runs, spool depth, last upload and last errors, in plain words
+status     next runs, spool depth and held results, last upload, last errors and task restarts
 """
 
 from __future__ import annotations
@@ -192,7 +192,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         oldest = f", oldest {_span(spool['oldest_age_s'])} old" if spool["oldest_age_s"] else ""
         print(
             f"spool: {spool['depth']} waiting ({spool['bytes']} bytes{oldest}),"
-            f" {spool['evicted']} evicted, {spool['rejected']} rejected by the server"
+            f" {spool['evicted']} evicted, {spool['rejected']} rejected by the server,"
+            # Measured before NTP synchronised the wall clock: re-stamped, signed and queued
+            # once it has (probes/clock.py). Absent from an older agent's status.json.
+            f" {spool.get('held', 0)} held until the clock is synchronised"
         )
     upload = status["upload"]
     print(
@@ -205,6 +208,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     print("last errors: " + ("none" if not errors else ""))
     for kind, message in sorted(errors.items()):
         print(f"  {kind}: {message}")
+    # How often each background task or scheduled test ended with an exception and was restarted.
+    restarts = status.get("task_restarts") or {}
+    counted = ", ".join(f"{name} {count}" for name, count in sorted(restarts.items()))
+    print(f"task restarts: {counted or 'none'}")
     return 0
 
 

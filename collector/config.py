@@ -138,7 +138,7 @@ class ProbeConfig(BaseSettings):
     @field_validator("schedules")
     @classmethod
     def _kinds_we_can_run(cls, value: dict[Kind, Schedule]) -> dict[Kind, Schedule]:
-        from probes.registry import PROBES, latency_engine_for, split_host_port
+        from probes.registry import PROBES, engine_for, split_host_port
 
         for kind, schedule in value.items():
             if kind is Kind.HEARTBEAT or not schedule.enabled:
@@ -149,10 +149,7 @@ class ProbeConfig(BaseSettings):
                 raise ValueError(f"{kind.value}: this agent cannot run it yet (it can: {runnable})")
             if entry.needs_targets and not schedule.targets:
                 raise ValueError(f"{kind.value}.targets: give at least one target")
-            engine = schedule.engine or (
-                latency_engine_for(schedule.targets) if kind is Kind.LATENCY else entry.engine
-            )
-            if engine == "tcp":
+            if engine_for(kind, schedule.engine, schedule.targets) == "tcp":
                 for target in schedule.targets:
                     split_host_port(target)
         return value

@@ -380,6 +380,9 @@ def upgrade_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Bring an older wire version up to ``SCHEMA_VERSION``; refuse newer ones by name.
 
     Version 1 is the first, so there is nothing to upgrade yet; this is the one place that will.
+    An upgrade must never change what a probe signed: with the first step that changes a result,
+    the server must verify it at its own version and only then upgrade it (docs/canonical-form.md,
+    "Versions and upgrades"); ``test_upgrade_payload_changes_no_signed_result_yet`` says so.
     """
     version = payload.get("schema_version", SCHEMA_VERSION)
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:

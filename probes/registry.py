@@ -44,7 +44,14 @@ class ProbeEntry:
     needs_targets: bool = True
 
 
-__all__ = ["PROBES", "ProbeEntry", "ProbeSpec", "latency_engine_for", "split_host_port"]
+__all__ = [
+    "PROBES",
+    "ProbeEntry",
+    "ProbeSpec",
+    "engine_for",
+    "latency_engine_for",
+    "split_host_port",
+]
 
 #: Engine names of the kinds whose modules import optional packages (dnspython), kept here so
 #: that listing the table imports none of them; tests/test_newuser.py checks they agree.
@@ -102,8 +109,19 @@ def latency_engine_for(targets: Sequence[str]) -> str:
     return engines[0] if engines else "icmp"
 
 
+def engine_for(kind: Kind, engine: str | None, targets: Sequence[str]) -> str:
+    """The engine a run of ``kind`` uses: the one given, else for latency the one its targets'
+    form asks for (``latency_engine_for``), else the kind's default. The caller labels a failed
+    run with it, so a result names the engine that was in fact chosen."""
+    if engine:
+        return engine
+    if kind is Kind.LATENCY:
+        return latency_engine_for(targets)
+    return PROBES[kind].engine
+
+
 async def _latency(spec: ProbeSpec) -> list[ResultBase]:
-    name = spec.engine or latency_engine_for(spec.targets)
+    name = engine_for(Kind.LATENCY, spec.engine, spec.targets)
     engine = LATENCY_ENGINES.get(name)
     if engine is None:
         choices = ", ".join(LATENCY_ENGINES)

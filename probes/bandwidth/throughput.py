@@ -8,7 +8,6 @@ burst), and the figure itself: bytes moved after the warm-up ÷ the time they to
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -106,25 +105,6 @@ def summarize(readings: Sequence[Reading], warmup: Warmup) -> Throughput:
         warmup_stable=warmup.stable,
         samples_mbps=interval_rates_mbps(readings),
     )
-
-
-def mean(values: Sequence[float]) -> float | None:
-    return math.fsum(values) / len(values) if values else None
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0–100), linear between closest ranks (Hyndman and Fan's type 7,
-    numpy's default). ``percentile(v, 5)`` is the rate 95 % of samples reach (methodology.md
-    adopt item 3); None for no values."""
-    if not 0 <= q <= 100:
-        raise ValueError(f"percentile {q} is not within 0..100")
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 #: TCP header with the timestamp option (RFC 7323) that Linux sends by default, bytes.

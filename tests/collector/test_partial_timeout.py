@@ -110,3 +110,42 @@ async def test_dns_run_keeps_the_names_resolved_before_the_timeout(
     assert isinstance(fast, DnsResult) and fast.status is Status.OK, fast.error
     assert fast.answers == 1 and fast.resolve_ms is not None
     assert slow.status is Status.FAILED and slow.failure_kind is FailureKind.TIMEOUT
+
+
+async def test_a_latency_run_that_hangs_is_labelled_with_the_engine_its_targets_chose(
+    tmp_path: Path, aiohttp_server: Server
+) -> None:
+    async def hang(request: web.Request) -> web.Response:
+        await asyncio.sleep(3600)
+        return web.Response(text="late")
+
+    app = web.Application()
+    app.router.add_get("/hang", hang)
+    server = await aiohttp_server(app)
+    target = f"http://127.0.0.1:{server.port}/hang"  # a URL and no engine: http measures it
+    (result,) = await _measure(
+        tmp_path,
+        Kind.LATENCY,
+        {
+            "every_s": 60, "timeout_s": RUN_TIMEOUT_S, "targets": [target],
+            "options": {"count": 2, "interval_s": 0.05, "wait_s": 30},
+        },
+    )  # fmt: skip
+    assert result.status is Status.FAILED and result.failure_kind is FailureKind.TIMEOUT
+    assert result.engine == "http"
+
+
+async def test_a_latency_run_that_fails_outright_is_labelled_with_the_engine_its_targets_chose(
+    tmp_path: Path,
+) -> None:
+    # HOST:PORT and no engine: tcp would measure it; an invalid option stops the run before any
+    # connection is made.
+    (result,) = await _measure(
+        tmp_path,
+        Kind.LATENCY,
+        {"every_s": 60, "timeout_s": RUN_TIMEOUT_S, "targets": ["127.0.0.1:9"],
+         "options": {"count": 0}},
+    )  # fmt: skip
+    assert result.status is Status.FAILED and result.failure_kind is FailureKind.INTERNAL
+    assert result.error and "count" in result.error
+    assert result.engine == "tcp"

@@ -3,6 +3,7 @@ release that serialises differently, leaves the canonical bytes of an old result
 
 from __future__ import annotations
 
+import copy
 import json
 from enum import Enum
 from typing import Any
@@ -10,7 +11,16 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, create_model
 
-from probes.models import MODEL_BY_KIND, Kind, ResultBase, parse_result, unbounded_limits
+from probes import models
+from probes.models import (
+    MODEL_BY_KIND,
+    SCHEMA_VERSION,
+    Kind,
+    ResultBase,
+    parse_result,
+    unbounded_limits,
+    upgrade_payload,
+)
 from probes.signing import FORM_VERSION, SignatureError, canonical_bytes, sign, verify
 from tests.probes.test_models import EXAMPLES, LIMITS
 from tests.probes.test_signing import KEY, PUBLIC
@@ -136,3 +146,36 @@ def test_results_spooled_by_version_1_probes_verify_after_a_pydantic_change(
 
 def _refuse(self: BaseModel, **kwargs: Any) -> Any:
     raise AssertionError("the canonical form must not depend on pydantic's serialisation")
+
+
+# -- Schema upgrades on the server (docs/canonical-form.md, "Versions and upgrades") -----------
+
+
+@pytest.mark.parametrize("kind", list(EXAMPLES))
+def test_upgrade_payload_changes_no_signed_result_yet(kind: str) -> None:
+    # The server verifies the result that ``parse_result`` returns, which ``upgrade_payload`` has
+    # already brought up to SCHEMA_VERSION: sound only while upgrading changes nothing.
+    sent = json.loads(sign(parse_result(EXAMPLES[kind], LIMITS), KEY).model_dump_json())
+    for version in range(1, SCHEMA_VERSION + 1):
+        older = {**sent, "schema_version": version}
+        assert upgrade_payload(copy.deepcopy(older)) == older, (
+            f"upgrade_payload now changes a version {version} result. The server verifies after"
+            " upgrading, so every result signed at that version would fail verification: verify"
+            " a result at its own schema_version first, then upgrade it (docs/canonical-form.md,"
+            " 'Versions and upgrades')."
+        )
+
+
+def test_why_the_server_must_verify_before_upgrading(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The counter-example: a later upgrade step that converts a field (here loss_pct from a
+    # percentage to a fraction) breaks the signature of every result sent before it.
+    sent = json.loads(sign(parse_result(EXAMPLES["latency"], LIMITS), KEY).model_dump_json())
+
+    def a_later_upgrade_step(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**payload, "loss_pct": payload["loss_pct"] / 100}
+
+    monkeypatch.setattr(models, "upgrade_payload", a_later_upgrade_step)
+    with pytest.raises(SignatureError, match="altered after signing"):
+        verify(parse_result(sent, LIMITS), PUBLIC)
+    monkeypatch.undo()
+    assert verify(parse_result(sent, LIMITS), PUBLIC) == FORM_VERSION  # as sent, it verifies

@@ -1,8 +1,7 @@
-"""Throughput arithmetic: warm-up exclusion, bytes ÷ time, percentiles, η."""
+"""Throughput arithmetic: warm-up exclusion, bytes ÷ time, η."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -15,12 +14,9 @@ from probes.bandwidth.throughput import (
     goodput_fraction,
     interval_rates_mbps,
     mbps,
-    mean,
-    percentile,
     summarize,
     warmup_end,
 )
-from probes.stats import median
 
 
 def steady(rate_mbps: float, seconds: float, *, interval_s: float = 0.1,
@@ -112,25 +108,6 @@ def test_the_figure_is_the_time_weighted_mean_of_the_samples_after_warmup(
     weighted = math.fsum(r * t for r, t in zip(rates, times, strict=True)) / math.fsum(times)
     assert result.mbps == pytest.approx(weighted, rel=1e-9, abs=1e-9)
     assert result.bytes + result.warmup_bytes == readings[-1].bytes
-
-
-@given(st.lists(st.floats(min_value=0, max_value=1e4), min_size=1, max_size=50))
-def test_percentiles_are_ordered_bounded_and_p50_is_the_median(values: list[float]) -> None:
-    qs = [0, 5, 25, 50, 75, 95, 100]
-    ps = [percentile(values, q) for q in qs]
-    assert ps[0] == min(values) and ps[-1] == max(values)
-    assert all(a is not None and b is not None and a <= b + 1e-9
-               for a, b in itertools.pairwise(ps))  # fmt: skip
-    assert ps[3] == pytest.approx(median(values))
-
-
-def test_percentile_edges() -> None:
-    assert percentile([], 50) is None
-    assert percentile([1.0, 2.0, 3.0, 4.0], 5) == pytest.approx(1.15)  # numpy's "linear"
-    with pytest.raises(ValueError, match="101"):
-        percentile([1.0], 101)
-    assert mean([]) is None
-    assert mean([1.0, 2.0, 6.0]) == 3.0
 
 
 def test_eta_on_the_wire_and_under_tbf() -> None:

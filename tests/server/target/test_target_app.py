@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from probes.bandwidth import params
+from server.appkeys import SLOTS
 from server.target.app import create_target_app
 
 Client = Callable[..., Awaitable[TestClient[Any, Any]]]
@@ -75,15 +76,30 @@ async def test_latency_is_an_empty_reply(client: TestClient[Any, Any]) -> None:
     assert await reply.read() == b""
 
 
-async def test_slot_grant_busy_and_release(client: TestClient[Any, Any]) -> None:
+class SteppedClock:
+    """The coordinator's monotonic clock, moved only by the test: no assertion on elapsed time."""
+
+    def __init__(self, now_s: float) -> None:
+        self.now_s = now_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+
+async def test_slot_grant_busy_and_release(aiohttp_client: Client) -> None:
+    app = create_target_app()
+    clock = SteppedClock(1000.0)
+    app[SLOTS].clock = clock
+    client = await aiohttp_client(app)
     first = await client.post("/slot", json={"duration_s": 20})
     assert first.status == 200
     granted = await first.json()
     assert granted["status"] == "granted" and granted["duration_s"] == 20
+    clock.now_s += 7.25  # the lease expires at 1020.0: 12.75 s left
     busy = await client.post("/slot", json={"duration_s": 20})
     assert busy.status == 503
-    assert 19 <= int(busy.headers["Retry-After"]) <= 21
-    assert (await busy.json())["status"] == "busy"
+    assert busy.headers["Retry-After"] == "13"  # whole seconds, rounded up from 12.75
+    assert await busy.json() == {"status": "busy", "retry_after_s": 12.75}
     lease = granted["lease_id"]
     own = await client.get("/download", params={"bytes": "1000", "lease": lease})
     assert len(await own.read()) == 1000
