@@ -5,6 +5,7 @@ from server.storage.base import (
     ProbeIdentity,
     Refused,
     ResultStore,
+    ScanRow,
     StoredResult,
     WriteOutcome,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "ProbeIdentity",
     "Refused",
     "ResultStore",
+    "ScanRow",
     "SqliteStore",
     "StoredResult",
     "WriteOutcome",

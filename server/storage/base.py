@@ -7,11 +7,11 @@ natively and 2.x/3.x serve for compatibility) and ``sqlite.SqliteStore`` (the em
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from probes.models import Access, Kind, Result
 
@@ -53,6 +53,26 @@ class Refused:
 
 #: What ``ResultStore.write`` says about one item.
 ItemWrite = WriteOutcome | Refused
+
+#: Rows per page of ``ResultStore.scan`` unless the caller asks otherwise.
+SCAN_PAGE_SIZE = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRow:
+    """One result as a scan gives it: who, when, and the scalar fields asked for.
+
+    ``measured_at`` is UTC with microseconds, exactly as the result carried it. ``fields`` holds
+    every field asked for (``None`` where the result does not set it), in the model's Python
+    types: floats, ints, bools, strings (enums and UUIDs as their text); never lists or dicts.
+    """
+
+    probe_id: str
+    hamlet: str
+    isp: str
+    access: str
+    measured_at: datetime
+    fields: Mapping[str, Any]
 
 
 @runtime_checkable
@@ -100,4 +120,27 @@ class ResultStore(Protocol):
 
     async def latest(self, kind: Kind) -> list[StoredResult]:
         """The newest result of ``kind`` for each probe that has one."""
+        ...
+
+    def scan(
+        self,
+        kind: Kind,
+        start: datetime,
+        end: datetime,
+        *,
+        probes: Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        page_size: int = SCAN_PAGE_SIZE,
+    ) -> AsyncIterator[list[ScanRow]]:
+        """Every result of ``kind`` with ``start <= measured_at < end``, as pages of rows.
+
+        Rows come ordered by (``measured_at``, ``probe_id``, ``result_id``); every page holds
+        ``page_size`` rows but the last, and an empty window gives no page. Only one page (and
+        one database reply) is in memory at a time, so a month of a commune's results never is.
+        ``probes`` keeps the rows of those probes only (an empty list: none); ``fields`` names
+        the scalar fields to carry (None: all of the kind's, ``server.storage.scan``). Both
+        adapters give the same pages for the same stored results. Raises ``ValueError`` for a
+        field no result kind has or a ``page_size`` below 1, ``StorageUnavailable`` when the
+        database fails.
+        """
         ...

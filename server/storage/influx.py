@@ -16,7 +16,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,26 @@ import aiohttp
 
 from probes.models import DEFAULT_MAX_RESULT_AGE, Kind
 from server.errors import ConfigError, StorageUnavailable
-from server.storage.base import ItemWrite, Refused, StoredResult, WriteOutcome
+from server.storage import compliance_rows
+from server.storage.base import (
+    SCAN_PAGE_SIZE,
+    ItemWrite,
+    Refused,
+    ScanRow,
+    StoredResult,
+    WriteOutcome,
+)
+from server.storage.compliance_rows import ComplianceRow
 from server.storage.ledger import Entry, Ledger, Write, content_hash
-from server.storage.lineprotocol import TAG_KEYS, datetime_to_ns, result_to_line, row_to_result
+from server.storage.lineprotocol import (
+    TAG_KEYS,
+    FieldType,
+    datetime_to_ns,
+    ns_to_datetime,
+    result_to_line,
+    row_to_result,
+)
+from server.storage.scan import check_page_size, probe_filter, repage, retype, scan_fields
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +64,21 @@ LEDGER_MARGIN = timedelta(days=2)
 _PRUNE_EVERY_S = 3600.0
 # The ledger is rebuilt from the database in windows of this length (halved on a truncated reply).
 _REBUILD_WINDOW = timedelta(days=1)
+# A scan's first time slice; each next one is sized from the density of the one before, and at
+# most this many times longer.
+_SCAN_FIRST_SLICE = timedelta(hours=1)
+_SCAN_GROWTH = 16
+# Points per slice query at most: InfluxDB 1.x (1.6 at least) flags a reply of more than one
+# internal chunk of 10,000 rows ``partial`` even when it holds them all, and a partial reply is
+# read again in halves; slices sized below it seldom are.
+_SCAN_ROWS_PER_QUERY = 5_000
+# Up to this many probes are filtered in InfluxQL (``probe = 'a' OR ...``); a longer list is
+# filtered here instead: 1,000 ORed conditions in every slice's query cost InfluxDB more than
+# reading the other probes' points (bench/compliance.py).
+_PROBES_IN_QUERY = 50
+_MICROSECOND = timedelta(microseconds=1)
+# The columns a scan always reads: who, and the id that orders results of one microsecond.
+_SCAN_KEYS = ("probe", "hamlet", "isp", "access", "result_id")
 
 
 class WriteVerdict(enum.Enum):
@@ -321,6 +353,84 @@ class InfluxStore:
         (result,) = await self._query([statement])
         return await _convert(kind, result)
 
+    async def scan(
+        self,
+        kind: Kind,
+        start: datetime,
+        end: datetime,
+        *,
+        probes: Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        page_size: int = SCAN_PAGE_SIZE,
+    ) -> AsyncIterator[list[ScanRow]]:
+        """Reads the window in consecutive time slices, one query of up to about ``page_size``
+        points each (``_SCAN_ROWS_PER_QUERY`` at most), and hands the rows on in pages.
+
+        InfluxDB 1.x pages by ``LIMIT``/``OFFSET`` by reading every skipped point again, so the
+        window is cut by time instead, each slice sized from the density of the one before (a
+        slice InfluxDB truncates, ``partial``, is read again in halves). Slices start and end on
+        whole microseconds: the results of one microsecond, whose points differ only in their
+        sub-microsecond offsets (``ledger``), always share a slice and are sorted together.
+        """
+        kind = Kind(kind)
+        wanted = scan_fields(kind, fields)
+        check_page_size(page_size)
+        keep = probe_filter(probes)
+        start_ns, end_ns = datetime_to_ns(start), datetime_to_ns(end)  # refuses naive times
+        if keep == [] or start_ns >= end_ns:
+            return
+        rows_per_query = min(page_size, _SCAN_ROWS_PER_QUERY)
+        slices = self._scan_slices(kind, start, end, keep, wanted, rows_per_query)
+        async for page in repage(slices, page_size):
+            yield page
+
+    async def _scan_slices(
+        self,
+        kind: Kind,
+        start: datetime,
+        end: datetime,
+        keep: list[str] | None,
+        wanted: dict[str, FieldType],
+        target_rows: int,
+    ) -> AsyncIterator[list[ScanRow]]:
+        """The rows of consecutive slices of ``start``..``end``, each slice in scan order."""
+        columns = list(dict.fromkeys([*_SCAN_KEYS, *wanted]))
+        selected = ", ".join(quote_ident(column) for column in columns)
+        source = self._source(self._measurements[kind])
+        filters = []
+        only = frozenset(keep) if keep is not None and len(keep) > _PROBES_IN_QUERY else None
+        if keep is not None and only is None:
+            wanted_probes = " OR ".join(
+                f"{quote_ident('probe')} = {quote_string(probe)}" for probe in keep
+            )
+            filters.append(f"({wanted_probes})")
+        span = _SCAN_FIRST_SLICE
+        while start < end:
+            stop = min(start + span, end)
+            conditions = [
+                *filters,
+                f"time >= {datetime_to_ns(start)}",
+                f"time < {datetime_to_ns(stop)}",
+            ]
+            try:
+                (result,) = await self._query([_select(selected, source, conditions)])
+            except _Truncated:
+                if stop - start <= _MICROSECOND:
+                    raise
+                span = max((stop - start) / 2, _MICROSECOND)
+                continue
+            count = sum(len(series.get("values", ())) for series in result.get("series", ()))
+            if count > _CONVERT_INLINE_ROWS:
+                rows = await asyncio.to_thread(_scan_rows, result, wanted, only)
+            else:
+                rows = _scan_rows(result, wanted, only)
+            if rows:
+                yield rows
+            longest = (stop - start) * _SCAN_GROWTH
+            span = longest if not count else (stop - start) * (target_rows / count)
+            span = min(max(span, _MICROSECOND), longest)
+            start = stop
+
     def _source(self, measurement: str) -> str:
         if self._retention_policy is None:
             return quote_ident(measurement)
@@ -484,6 +594,33 @@ class InfluxStore:
                 " check that influxd is running and the url is right"
             ) from exc
 
+    # -- Published compliance rows (server.compliance.publish; helper "grafana") ----------------
+
+    async def replace_compliance(
+        self, start: datetime, end: datetime, rows: Sequence[ComplianceRow]
+    ) -> None:
+        """Delete the ``compliance`` points with ``start <= time < end``, then write ``rows``:
+        re-publishing a month replaces it. Raises ``StorageUnavailable`` if either step fails."""
+        lines = [compliance_rows.row_to_line(row) for row in rows]
+        await self._query(
+            [compliance_rows.delete_statement(compliance_rows.MEASUREMENT, start, end)]
+        )
+        if not lines:
+            return
+        verdict, reason = await self._write("\n".join(lines))
+        if verdict is not WriteVerdict.WRITTEN:
+            raise StorageUnavailable(
+                f"InfluxDB at {self._url} did not keep compliance rows: {reason}"
+            )
+
+    async def compliance_rows(self, start: datetime, end: datetime) -> list[ComplianceRow]:
+        statement = compliance_rows.select_statement(compliance_rows.MEASUREMENT, start, end)
+        (result,) = await self._query([statement])
+        rows = [compliance_rows.influx_row(t, columns) for t, columns in _rows(result)]
+        return sorted(rows, key=compliance_rows.sort_key)
+
+    # -- End of published compliance rows --------------------------------------------------------
+
 
 def _select(columns: str, source: str, conditions: Sequence[str], tail: str = "") -> str:
     """One InfluxQL SELECT from parts already quoted with ``quote_ident``/``quote_string``."""
@@ -544,6 +681,43 @@ async def _convert(kind: Kind, result: Mapping[str, Any]) -> list[StoredResult]:
     if rows > _CONVERT_INLINE_ROWS:
         return await asyncio.to_thread(_to_stored_all, kind, result)
     return _to_stored_all(kind, result)
+
+
+def _scan_rows(
+    result: Mapping[str, Any], wanted: Mapping[str, FieldType], only: frozenset[str] | None = None
+) -> list[ScanRow]:
+    """The rows of one slice's reply (of the probes ``only``, if given), in scan order:
+    ``measured_at`` (the point's time without its sub-microsecond offset), then probe, then
+    result id."""
+    keyed: list[tuple[int, str, str, ScanRow]] = []
+    # InfluxDB's JSON gives a whole float as an integer; every other type comes back as stored.
+    floats = [name for name, field_type in wanted.items() if field_type is FieldType.FLOAT]
+    for series in result.get("series", ()):
+        at = {column: index for index, column in enumerate(series["columns"])}
+        time_, probe, hamlet, isp, access, result_id = (
+            at[column] for column in ("time", *_SCAN_KEYS)
+        )
+        names = list(wanted)
+        picks = [at[name] for name in names]
+        for values in series.get("values", ()):
+            if only is not None and values[probe] not in only:
+                continue
+            microsecond = int(values[time_]) // 1000
+            row = ScanRow(
+                probe_id=values[probe],
+                hamlet=values[hamlet] or "",
+                isp=values[isp] or "",
+                access=values[access],
+                measured_at=ns_to_datetime(microsecond * 1000),
+                fields=retype(
+                    dict(zip(names, [values[index] for index in picks], strict=True)),
+                    floats,
+                    FieldType.FLOAT,
+                ),
+            )
+            keyed.append((microsecond, values[probe], values[result_id], row))
+    keyed.sort(key=lambda entry: entry[:3])
+    return [entry[3] for entry in keyed]
 
 
 def _to_stored(kind: Kind, time_ns: int, row: Mapping[str, Any]) -> StoredResult:

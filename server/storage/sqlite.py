@@ -8,9 +8,10 @@ thread that owns the connection, never on the event loop (an SD card can stall f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +19,19 @@ from typing import Any, TypeVar
 
 from probes.models import RESULT_ADAPTER, Access, Kind, unbounded_limits
 from server.errors import ConfigError, StorageUnavailable
-from server.storage.base import ItemWrite, ProbeIdentity, Refused, StoredResult, WriteOutcome
-from server.storage.lineprotocol import datetime_to_ns
+from server.storage import compliance_rows
+from server.storage.base import (
+    SCAN_PAGE_SIZE,
+    ItemWrite,
+    ProbeIdentity,
+    Refused,
+    ScanRow,
+    StoredResult,
+    WriteOutcome,
+)
+from server.storage.compliance_rows import ComplianceRow
+from server.storage.lineprotocol import FieldType, datetime_to_ns, ns_to_datetime
+from server.storage.scan import check_page_size, probe_filter, retype, scan_fields
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +54,10 @@ CREATE TABLE IF NOT EXISTS results (
 );
 CREATE INDEX IF NOT EXISTS results_kind_probe_time ON results (kind, probe_id, measured_at_ns);
 CREATE INDEX IF NOT EXISTS results_kind_hamlet_time ON results (kind, hamlet, measured_at_ns);
+-- In the order of ``scan``: a month of one kind is one range of this index, read in order.
+-- Files made before it get it at their next start (built once, in one statement).
+CREATE INDEX IF NOT EXISTS results_kind_time
+    ON results (kind, measured_at_ns, probe_id, result_id);
 """
 
 _INSERT = """
@@ -146,6 +162,34 @@ class SqliteStore:
         )
         return await self._run(self._select, sql, [Kind(kind).value])
 
+    async def scan(
+        self,
+        kind: Kind,
+        start: datetime,
+        end: datetime,
+        *,
+        probes: Sequence[str] | None = None,
+        fields: Sequence[str] | None = None,
+        page_size: int = SCAN_PAGE_SIZE,
+    ) -> AsyncIterator[list[ScanRow]]:
+        """Pages read by keyset (each page starts after the last row of the one before) along
+        ``results_kind_time``, so no cursor stays open between pages and writes go on."""
+        wanted = scan_fields(kind, fields)
+        check_page_size(page_size)
+        start_ns, end_ns = datetime_to_ns(start), datetime_to_ns(end)
+        keep = probe_filter(probes)
+        if keep == []:
+            return
+        probe_list = None if keep is None else json.dumps(keep)
+        window = (Kind(kind).value, start_ns, end_ns, probe_list, wanted)
+        after: tuple[int, str, str] | None = None
+        while True:
+            page, after = await self._run(self._scan_page, *window, after, page_size)
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func`` in the worker thread: the one place sqlite3's exceptions are translated."""
         executor = self._executor
@@ -159,6 +203,46 @@ class SqliteStore:
                 " check that its directory exists, is writable and the disk is not full"
             ) from exc
 
+    # -- Published compliance rows (server.compliance.publish; helper "grafana") ----------------
+
+    async def replace_compliance(
+        self, start: datetime, end: datetime, rows: Sequence[ComplianceRow]
+    ) -> None:
+        """Delete the compliance rows with ``start <= at < end`` and keep ``rows``, in one
+        transaction: re-publishing a month replaces it."""
+        await self._run(self._replace_compliance, start, end, list(rows))
+
+    async def compliance_rows(self, start: datetime, end: datetime) -> list[ComplianceRow]:
+        return await self._run(self._compliance_rows, start, end)
+
+    def _replace_compliance(
+        self, start: datetime, end: datetime, rows: list[ComplianceRow]
+    ) -> None:
+        conn = self._connection()
+        conn.executescript(compliance_rows.SQLITE_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                compliance_rows.SQLITE_DELETE, (datetime_to_ns(start), datetime_to_ns(end))
+            )
+            conn.executemany(
+                compliance_rows.SQLITE_INSERT, [compliance_rows.sqlite_values(r) for r in rows]
+            )
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _compliance_rows(self, start: datetime, end: datetime) -> list[ComplianceRow]:
+        conn = self._connection()
+        conn.executescript(compliance_rows.SQLITE_SCHEMA)
+        found = conn.execute(
+            compliance_rows.SQLITE_SELECT, (datetime_to_ns(start), datetime_to_ns(end))
+        ).fetchall()
+        return [compliance_rows.sqlite_row(*row) for row in found]
+
+    # -- End of published compliance rows --------------------------------------------------------
+
     # Everything below runs in the worker thread.
 
     def _open(self) -> None:
@@ -171,6 +255,7 @@ class SqliteStore:
                 )
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=5000")
+            _log_index_build(conn, self._path)
             conn.executescript(_SCHEMA)
         except BaseException:
             conn.close()
@@ -242,6 +327,70 @@ class SqliteStore:
             )
             for row in rows
         ]
+
+    def _scan_page(
+        self,
+        kind: str,
+        start_ns: int,
+        end_ns: int,
+        probes: str | None,
+        wanted: dict[str, FieldType],
+        after: tuple[int, str, str] | None,
+        limit: int,
+    ) -> tuple[list[ScanRow], tuple[int, str, str] | None]:
+        """One page of ``scan`` and the key of its last row."""
+        names = list(wanted)
+        # The fields come out of the stored JSON in SQL: one json_extract with every path parses
+        # the payload once and answers a JSON array (booleans stay booleans, numbers keep their
+        # text); with one path it answers that value alone.
+        paths = ", ".join(f"'$.{name}'" for name in names)  # names are checked identifiers
+        extract = f"json_extract(payload, {paths})" if names else "NULL"
+        sql = (
+            f"SELECT probe_id, hamlet, isp, access, measured_at_ns, result_id, {extract}"  # noqa: S608
+            " FROM results WHERE kind = ? AND measured_at_ns >= ? AND measured_at_ns < ?"
+        )
+        args: list[Any] = [kind, start_ns, end_ns]
+        if probes is not None:
+            sql += " AND probe_id IN (SELECT value FROM json_each(?))"
+            args.append(probes)
+        if after is not None:
+            sql += " AND (measured_at_ns, probe_id, result_id) > (?, ?, ?)"
+            args.extend(after)
+        sql += " ORDER BY measured_at_ns, probe_id, result_id LIMIT ?"
+        args.append(limit)
+        rows = self._connection().execute(sql, args).fetchall()
+        # The JSON array keeps the model's own JSON types; one value alone comes back as an SQL
+        # value, a boolean as 0 or 1.
+        booleans = [n for n in names if wanted[n] is FieldType.BOOLEAN] if len(names) == 1 else []
+        page = [
+            ScanRow(
+                probe_id=probe_id,
+                hamlet=hamlet,
+                isp=isp,
+                access=access,
+                measured_at=ns_to_datetime(measured_at_ns),
+                fields=retype(
+                    dict(zip(names, json.loads(extracted), strict=True))
+                    if len(names) > 1
+                    else dict(zip(names, [extracted][: len(names)], strict=True)),
+                    booleans,
+                    FieldType.BOOLEAN,
+                ),
+            )
+            for probe_id, hamlet, isp, access, measured_at_ns, _, extracted in rows
+        ]
+        last = (rows[-1][4], rows[-1][0], rows[-1][5]) if rows else after
+        return page, last
+
+
+def _log_index_build(conn: sqlite3.Connection, path: Path) -> None:
+    """Say so before ``_SCHEMA`` builds the scan index over a file made before it: on an SD card
+    with months of results that takes a while, once."""
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    if "results_kind_probe_time" in names and "results_kind_time" not in names:
+        log.info(
+            "building the scan index (results_kind_time) of %s, once: this may take a while", path
+        )
 
 
 def _row(item: StoredResult) -> tuple[Any, ...]:
