@@ -6,7 +6,7 @@ document promises cannot drift apart.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -71,6 +71,18 @@ class ProbeCreate(_Wire):
     public_key: str | None = Field(default=None, max_length=128)
 
 
+#: A speed the operator declares for a line, in Mb/s.
+DeclaredMbps = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: Who did it (a person's name or login), or a source document's reference.
+Attribution = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"
+    ),
+]
+ACTOR_HEADER = "X-Hamletnet-Actor"
+
+
 class ProbeView(_Wire):
     probe_id: str
     hamlet: str
@@ -80,6 +92,16 @@ class ProbeView(_Wire):
     created_at: datetime
     last_seen_at: datetime | None
     has_key: bool = Field(description="Whether the probe registered its signing key.")
+    declared_down_mbps: float | None = Field(
+        default=None, description="Download speed the operator declares for the line (Mb/s)."
+    )
+    declared_up_mbps: float | None = None
+    declared_min_down_mbps: float | None = Field(
+        default=None, description="Minimum download speed the operator declares, if any."
+    )
+    plan_name: str | None = Field(default=None, description="The operator's name for the plan.")
+    declared_by: str | None = Field(default=None, description="Who last changed the line.")
+    declared_at: datetime | None = None
 
 
 class ProbeCreated(ProbeView):
@@ -87,10 +109,89 @@ class ProbeCreated(ProbeView):
 
 
 class ProbeUpdate(_Wire):
+    """Fields left out are kept; ``null`` clears a declared value. Changing the declared line
+    needs ``actor`` (or the ``X-Hamletnet-Actor`` header): who, recorded with the time."""
+
     enabled: bool | None = None
     reset_key: bool = Field(
         default=False, description="Forget the probe's signing key so it can register a new one."
     )
+    declared_down_mbps: DeclaredMbps | None = None
+    declared_up_mbps: DeclaredMbps | None = None
+    declared_min_down_mbps: DeclaredMbps | None = None
+    plan_name: Attribution | None = None
+    actor: Attribution | None = Field(default=None, description="Who makes the change.")
+
+
+class LineChangeView(_Wire):
+    probe_id: str
+    changed_by: str
+    changed_at: datetime
+    old: dict[str, float | str | None] = Field(description="The declared line before.")
+    new: dict[str, float | str | None] = Field(description="The declared line after.")
+
+
+class HandEntryCreate(_Wire):
+    """A figure reported by hand for an indicator the plan judges by hand (or the national IPv6
+    usage figure), for the commune or one hamlet."""
+
+    indicator_id: Identifier
+    commune: Identifier | None = Field(
+        default=None, description="Default: the hamlet's commune, or the only commune."
+    )
+    hamlet: Identifier | None = None
+    value: float | None = Field(
+        default=None, allow_inf_nan=False, description="In the indicator's unit (e.g. %)."
+    )
+    achieved: bool | None = Field(default=None, description="For a qualitative indicator.")
+    as_of: date = Field(description="The date the figure describes.")
+    source_document: Attribution = Field(description="The report or decision it comes from.")
+    actor: Attribution | None = Field(default=None, description="Who enters it.")
+
+
+class HandEntryView(_Wire):
+    indicator_id: str
+    commune: str
+    hamlet: str | None
+    value: float | None
+    achieved: bool | None
+    as_of: date
+    source_document: str
+    entered_by: str
+    entered_at: datetime
+
+
+class RowOutcome(_Wire):
+    line: int = Field(ge=1, description="Line of the CSV file (the header is line 1).")
+    outcome: Literal["accepted", "rejected"]
+    reason: str | None = None
+
+
+class CsvImportReply(_Wire):
+    accepted: int = Field(ge=0)
+    rejected: int = Field(ge=0)
+    rows: list[RowOutcome]
+
+
+class SurveyCreate(_Wire):
+    hamlet: Identifier
+    service: Literal["fiber", "mobile", "5g"]
+    present: bool
+    surveyed_at: date
+    surveyed_by: Attribution = Field(description="Who did the survey.")
+    source_document: Attribution
+    actor: Attribution | None = Field(default=None, description="Who enters it.")
+
+
+class SurveyView(_Wire):
+    hamlet: str
+    service: Literal["fiber", "mobile", "5g"]
+    present: bool
+    surveyed_at: date
+    surveyed_by: str
+    source_document: str
+    entered_at: datetime
+    entered_by: str | None
 
 
 class KeyRegistration(_Wire):
@@ -105,3 +206,8 @@ class HamletView(_Wire):
     population: int | None
     households: int | None
     probes: int = Field(ge=0)
+    commune: str | None = None
+    adults: int | None = None
+    lat: float | None = None
+    lon: float | None = None
+    isps: list[str] = Field(default_factory=list)

@@ -8,10 +8,21 @@ every error names the key it is about (blackbox_exporter's config tests are the 
 from __future__ import annotations
 
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -99,11 +110,62 @@ class LimitSettings(_Section):
         return timedelta(days=self.max_result_age_days)
 
 
+#: An ISP's name as it appears in tags: what ``ProbeCreate.isp`` accepts.
+IspName = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\\]+$")
+]
+#: The commune hamlets belong to when the configuration names none (a file from before communes).
+DEFAULT_COMMUNE_CODE = "commune"
+DEFAULT_COMMUNE_NAME = "Xã (chưa đặt tên trong cấu hình)"
+
+
+class CommuneSettings(_Section):
+    """A commune (xã); a server may hold several, and every roll-up is per commune."""
+
+    code: Identifier = Field(description="Short ASCII code, used in URLs (?commune=).")
+    name: str = Field(
+        min_length=1, max_length=128, description="Vietnamese name, e.g. 'Xã Hiệp Lực'."
+    )
+    province: str | None = Field(default=None, min_length=1, max_length=128)
+
+
 class HamletSettings(_Section):
     code: Identifier = Field(description="Short ASCII code, used in tags and URLs.")
     name: str = Field(min_length=1, max_length=128, description="Display name, in Vietnamese.")
+    commune: Identifier = Field(
+        default="",
+        validate_default=False,
+        description="Code of the commune it belongs to; may be left out when exactly one commune"
+        " is configured (filled in by Settings).",
+    )
     population: int | None = Field(default=None, ge=0)
+    adults: int | None = Field(default=None, ge=0, description="Residents aged 18 or over.")
     households: int | None = Field(default=None, ge=0)
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude, WGS 84.")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="Longitude, WGS 84.")
+    isps: list[IspName] = Field(
+        default_factory=list, description="Operators present in the hamlet."
+    )
+
+    @field_validator("isps")
+    @classmethod
+    def _unique_isps(cls, value: list[str]) -> list[str]:
+        dupes = sorted({i for i in value if value.count(i) > 1})
+        if dupes:
+            raise ValueError(f"ISPs must be listed once; repeated: {', '.join(dupes)}")
+        return value
+
+    @model_validator(mode="after")
+    def _adults_within_population(self) -> HamletSettings:
+        if (
+            self.adults is not None
+            and self.population is not None
+            and self.adults > self.population
+        ):
+            raise ValueError(f"adults ({self.adults}) cannot exceed population ({self.population})")
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together: give both or neither")
+        return self
 
 
 class ExampleProbe(_Section):
@@ -141,8 +203,19 @@ class Settings(BaseSettings):
         " server it is public (speedtest-cli and browsers carry no token), so it is off unless"
         " asked for; the usual place for it is 'hamletnet-server target' on its own machine.",
     )
+    plan_file: Path | None = Field(
+        default=None,
+        description="The plan judged by /compliance (YAML, as config/plan.yaml); unset: the copy"
+        " bundled with the server.",
+    )
+    communes: list[CommuneSettings] = Field(default_factory=list)
     hamlets: list[HamletSettings] = Field(default_factory=list)
     example_probes: list[ExampleProbe] = Field(default_factory=list)
+    demo: bool = Field(
+        default=False,
+        description="Set by 'hamletnet-server demo': the pages carry the banner 'Dữ liệu minh"
+        " họa' (the data is illustrative, not measured).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @field_validator("admin_token")
@@ -152,14 +225,64 @@ class Settings(BaseSettings):
             raise ValueError("must be at least 16 characters (generate one: openssl rand -hex 24)")
         return value
 
+    @field_validator("communes")
+    @classmethod
+    def _unique_communes(cls, value: list[CommuneSettings]) -> list[CommuneSettings]:
+        codes = [c.code for c in value]
+        dupes = sorted({c for c in codes if codes.count(c) > 1})
+        if dupes:
+            raise ValueError(f"commune codes must be unique; repeated: {', '.join(dupes)}")
+        return value
+
     @field_validator("hamlets")
     @classmethod
-    def _unique_hamlets(cls, value: list[HamletSettings]) -> list[HamletSettings]:
+    def _unique_hamlets_in_known_communes(
+        cls, value: list[HamletSettings], info: ValidationInfo
+    ) -> list[HamletSettings]:
         codes = [h.code for h in value]
         dupes = sorted({c for c in codes if codes.count(c) > 1})
         if dupes:
             raise ValueError(f"hamlet codes must be unique; repeated: {', '.join(dupes)}")
-        return value
+        communes = [c.code for c in info.data.get("communes", [])]
+        filled = []
+        for index, hamlet in enumerate(value):
+            if not hamlet.commune:
+                if len(communes) > 1:
+                    raise ValueError(
+                        f"hamlets.{index}.commune: missing; with several communes configured"
+                        f" each hamlet names its own (one of {', '.join(communes)})"
+                    )
+                if communes:
+                    hamlet = hamlet.model_copy(update={"commune": communes[0]})
+            elif hamlet.commune not in communes:
+                raise ValueError(
+                    f"hamlets.{index}.commune: {hamlet.commune!r} is not a configured commune;"
+                    f" known: {', '.join(communes) or 'none (add a communes: section)'}"
+                )
+            filled.append(hamlet)
+        return filled
+
+    @model_validator(mode="after")
+    def _default_commune(self) -> Settings:
+        """A configuration from before communes: its hamlets go to one unnamed commune."""
+        if self.communes or not self.hamlets:
+            return self
+        self.communes = [CommuneSettings(code=DEFAULT_COMMUNE_CODE, name=DEFAULT_COMMUNE_NAME)]
+        self.hamlets = [
+            h.model_copy(update={"commune": DEFAULT_COMMUNE_CODE}) for h in self.hamlets
+        ]
+        return self
+
+    @property
+    def plan_path(self) -> Path:
+        """The plan file to judge against: ``plan_file``, or the copy bundled with the server."""
+        return self.plan_file if self.plan_file is not None else bundled_plan_path()
+
+    def commune(self, code: str) -> CommuneSettings:
+        for commune in self.communes:
+            if commune.code == code:
+                return commune
+        raise KeyError(code)
 
     @classmethod
     def settings_customise_sources(
@@ -174,11 +297,17 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
+def bundled_plan_path() -> Path:
+    """``plan.yaml`` shipped inside the ``server.compliance`` package (package data; in a source
+    checkout a link to ``config/plan.yaml``)."""
+    return Path(str(resources.files("server.compliance").joinpath("plan.yaml")))
+
+
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables, validate; ``ConfigError``
     names every bad key."""
     try:
-        data = read_mapping(path, path_keys=["data_dir"]) if path is not None else {}
+        data = read_mapping(path, path_keys=["data_dir", "plan_file"]) if path is not None else {}
     except ConfigFileError as exc:
         raise ConfigError(str(exc)) from exc
     data.update(overrides)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from server import compliance
 from server.compliance.plan import load_plan
 from server.errors import ConfigError
-from server.settings import load_settings
+from server.settings import DEFAULT_COMMUNE_CODE, bundled_plan_path, load_settings
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "config"
 
@@ -36,6 +38,44 @@ def test_every_shipped_server_config_loads(path: Path) -> None:
         ("hamlets:\n  - {code: a, name: A}\n  - {code: a, name: B}\n", "repeated: a"),
         ("hamlets:\n  - {code: 'thôn a', name: A}\n", "hamlets.0.code: String should match"),
         ("- just\n- a list\n", "must hold a mapping"),
+        (
+            "communes:\n  - {code: x, name: X}\n  - {code: x, name: Y}\n",
+            "communes: commune codes must be unique; repeated: x",
+        ),
+        ("communes:\n  - {code: x}\n", "communes.0.name: Field required"),
+        (
+            "communes:\n  - {code: x, name: X}\nhamlets:\n  - {code: a, name: A, commune: y}\n",
+            "hamlets.0.commune: 'y' is not a configured commune; known: x",
+        ),
+        (
+            "communes:\n  - {code: x, name: X}\n  - {code: y, name: Y}\n"
+            "hamlets:\n  - {code: a, name: A}\n",
+            "hamlets.0.commune: missing; with several communes configured",
+        ),
+        (
+            "hamlets:\n  - {code: a, name: A, commune: y}\n",
+            "hamlets.0.commune: 'y' is not a configured commune; known: none",
+        ),
+        (
+            "hamlets:\n  - {code: a, name: A, lat: 91, lon: 1}\n",
+            "hamlets.0.lat: Input should be less",
+        ),
+        (
+            "hamlets:\n  - {code: a, name: A, lat: 1, lon: -181}\n",
+            "hamlets.0.lon: Input should be greater",
+        ),
+        ("hamlets:\n  - {code: a, name: A, lat: 1}\n", "hamlets.0: lat and lon go"),
+        (
+            "hamlets:\n  - {code: a, name: A, population: 10, adults: 11}\n",
+            "hamlets.0: adults (11) cannot exceed population (10)",
+        ),
+        ("hamlets:\n  - {code: a, name: A, adults: -1}\n", "hamlets.0.adults: Input should be"),
+        (
+            "hamlets:\n  - {code: a, name: A, isps: [VNPT, VNPT]}\n",
+            "hamlets.0.isps: ISPs must be listed once; repeated: VNPT",
+        ),
+        ("hamlets:\n  - {code: a, name: A, isps: ['']}\n", "hamlets.0.isps.0: String should"),
+        ("hamlets:\n  - {code: a, name: A, comune: x}\n", "hamlets.0.comune: unknown key"),
         ("key: [unclosed\n", "is not valid YAML"),
     ],
 )
@@ -76,3 +116,52 @@ def test_relative_data_dir_is_relative_to_the_file(tmp_path: Path) -> None:
     path = tmp_path / "etc" / "server.yaml"
     path.write_text("data_dir: ../var\n", encoding="utf-8")
     assert load_settings(path).data_dir == tmp_path / "var"
+
+
+def test_one_commune_is_every_hamlets_default(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text(
+        "communes:\n  - {code: hiep-luc, name: Xã Hiệp Lực}\n"
+        "hamlets:\n  - {code: a, name: Thôn A}\n  - {code: b, name: Thôn B, commune: hiep-luc}\n",
+        encoding="utf-8",
+    )
+    settings = load_settings(path)
+    assert [h.commune for h in settings.hamlets] == ["hiep-luc", "hiep-luc"]
+    assert settings.commune("hiep-luc").name == "Xã Hiệp Lực"
+
+
+def test_a_file_from_before_communes_still_loads_into_one_commune(tmp_path: Path) -> None:
+    path = tmp_path / "server.yaml"
+    path.write_text("hamlets:\n  - {code: a, name: Thôn A, households: 3}\n", encoding="utf-8")
+    settings = load_settings(path)
+    assert [c.code for c in settings.communes] == [DEFAULT_COMMUNE_CODE]
+    assert settings.hamlets[0].commune == DEFAULT_COMMUNE_CODE
+
+
+def test_hamlet_facts_are_kept(tmp_path: Path) -> None:
+    settings = load_settings(CONFIG_DIR / "hiep-luc.yaml")
+    assert [c.name for c in settings.communes] == ["Xã Hiệp Lực"]
+    for hamlet in settings.hamlets:
+        assert hamlet.commune == "hiep-luc"
+        assert hamlet.population and hamlet.adults and hamlet.households and hamlet.isps
+        assert hamlet.lat is not None and hamlet.lon is not None
+
+
+def test_plan_file_is_relative_to_the_file_and_defaults_to_the_bundled_plan(
+    tmp_path: Path,
+) -> None:
+    assert load_settings(None).plan_path == bundled_plan_path()
+    assert load_plan(bundled_plan_path()).indicators
+    assert bundled_plan_path().read_bytes() == (CONFIG_DIR / "plan.yaml").read_bytes()
+    (tmp_path / "etc").mkdir()
+    path = tmp_path / "etc" / "server.yaml"
+    path.write_text("plan_file: my-plan.yaml\n", encoding="utf-8")
+    assert load_settings(path).plan_path == tmp_path / "etc" / "my-plan.yaml"
+
+
+def test_the_bundled_plan_is_package_data() -> None:
+    """A pip-installed server finds the plan: pyproject ships it inside ``server.compliance``
+    (a link to config/plan.yaml in the checkout; building a wheel copies the file)."""
+    project = tomllib.loads((CONFIG_DIR.parent / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "compliance/plan.yaml" in project["tool"]["setuptools"]["package-data"]["server"]
+    assert bundled_plan_path().parent == Path(compliance.__file__).parent
