@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from probes.models import BandwidthResult, Kind, LatencyResult
-from server.appkeys import REGISTRY, STORE
+from server.appkeys import REGISTRY, SETTINGS, STORE
+from server.compliance.page import ILLUSTRATIVE_BANNER
 from server.errors import StorageUnavailable
 
 #: Office staff read local time (Asia/Ho_Chi_Minh, UTC+7).
@@ -29,9 +30,11 @@ table{{border-collapse:collapse;margin-bottom:2rem;min-width:40rem}}
 th,td{{border:1px solid #ccc;padding:.35rem .6rem;text-align:left}}
 th{{background:#eef3f8}} td.num{{text-align:right}} .muted{{color:#777}}
 .bad{{color:#a00}}
+.demo{{background:#fff3cd;border:2px solid #c9a227;padding:.6rem 1rem}}
 </style></head><body>
-<h1>Chất lượng Internet các thôn</h1>
+{banner}<h1>Chất lượng Internet các thôn</h1>
 <p class="muted">Cập nhật lúc {now}. {store_note}</p>
+<p><a href="/compliance">Mức độ đạt chỉ tiêu kế hoạch hạ tầng số của xã →</a></p>
 <h2>Thôn</h2>
 <table><tr><th>Mã</th><th>Tên thôn</th><th>Số hộ</th><th>Số đầu đo</th></tr>{hamlets}</table>
 <h2>Đầu đo và kết quả gần nhất</h2>
@@ -91,6 +94,7 @@ async def index_page(request: web.Request) -> web.Response:
             f"<td>{_when(last)}</td></tr>"
         )
     html = _PAGE.format(
+        banner=ILLUSTRATIVE_BANNER if request.app[SETTINGS].demo else "",
         now=_when(datetime.now(UTC)),
         store_note=store_note,
         hamlets=hamlet_rows or '<tr><td colspan="4" class="muted">Chưa có thôn nào.</td></tr>',
