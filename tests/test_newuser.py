@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -293,8 +294,8 @@ def run_script(tree: Path, *args: str, network: bool = True) -> subprocess.Compl
     )
 
 
-@pytest.fixture(scope="module")
-def demo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout_with_venv(tmp_path_factory: pytest.TempPathFactory, extras: str) -> Path:
+    """A copy of the checkout whose ``.venv`` was made by ``scripts/venv.sh EXTRAS``."""
     tree = tmp_path_factory.mktemp("checkout")
     for name in SOURCE:
         if (ROOT / name).is_dir():
@@ -302,15 +303,27 @@ def demo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
             shutil.copytree(ROOT / name, tree / name, ignore=ignore)
         else:
             shutil.copy2(ROOT / name, tree / name)
-    made = run_script(tree, "scripts/venv.sh", "server")
+    made = run_script(tree, "scripts/venv.sh", extras)
     assert made.returncode == 0, made.stderr[-3000:]
     return tree
 
 
+@pytest.fixture(scope="module")
+def server_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The office server's own install: the ``[server]`` extra alone (as the Dockerfile)."""
+    return checkout_with_venv(tmp_path_factory, "server")
+
+
+@pytest.fixture(scope="module")
+def demo_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo's install, as ``scripts/demo.sh`` makes it: the server and probe extras."""
+    return checkout_with_venv(tmp_path_factory, "server,probe")
+
+
 @pytest.mark.slow
-def test_the_demo_venv_has_the_server_extra_and_no_more(demo_tree: Path) -> None:
+def test_the_server_venv_has_the_server_extra_and_no_more(server_tree: Path) -> None:
     freeze = subprocess.run(
-        [str(demo_tree / ".venv/bin/python"), "-m", "pip", "freeze"],
+        [str(server_tree / ".venv/bin/python"), "-m", "pip", "freeze"],
         capture_output=True, text=True, check=True,
     ).stdout.lower()  # fmt: skip
     assert "aiohttp" in freeze and "prometheus" in freeze
@@ -318,11 +331,12 @@ def test_the_demo_venv_has_the_server_extra_and_no_more(demo_tree: Path) -> None
 
 
 @pytest.mark.slow
-def test_the_target_runs_with_the_server_extra(demo_tree: Path) -> None:
+def test_the_target_runs_with_the_server_extra(server_tree: Path) -> None:
     port = free_port()
     with subprocess.Popen(
-        [str(demo_tree / ".venv/bin/hamletnet-server"), "target", "--listen", f"127.0.0.1:{port}"],
-        cwd=demo_tree, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [str(server_tree / ".venv/bin/hamletnet-server"), "target", "--listen",
+         f"127.0.0.1:{port}"],
+        cwd=server_tree, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True,
     ) as target:  # fmt: skip
         try:
@@ -333,12 +347,15 @@ def test_the_target_runs_with_the_server_extra(demo_tree: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_probe_measures_latency_in_the_demo_venv(demo_tree: Path, tcp_listener: int) -> None:
+def test_the_probe_measures_latency_with_the_server_extra_alone(
+    server_tree: Path, tcp_listener: int
+) -> None:
     result = subprocess.run(
-        [str(demo_tree / ".venv/bin/hamletnet-probe"), "measure", "latency",
+        [str(server_tree / ".venv/bin/hamletnet-probe"), "measure", "latency",
          "--target", f"127.0.0.1:{tcp_listener}", "--json", "--option", "count=2",
          "--option", "interval_s=0.05"],
-        cwd=demo_tree, env=clean_env(), capture_output=True, text=True, timeout=120, check=False,
+        cwd=server_tree, env=clean_env(), capture_output=True, text=True, timeout=120,
+        check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["engine"] == "tcp"
@@ -346,9 +363,19 @@ def test_the_probe_measures_latency_in_the_demo_venv(demo_tree: Path, tcp_listen
 
 @pytest.mark.slow
 def test_the_demo_starts_again_without_network(demo_tree: Path) -> None:
-    again = run_script(demo_tree, "scripts/demo.sh", "--once", "--port", "0", network=False)
+    data = demo_tree / "demo-data"
+    first = run_script(demo_tree, "scripts/demo.sh", "--once", "--port", "0", "--data-dir",
+                       str(data), network=False)  # fmt: skip
+    assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+    again = run_script(demo_tree, "scripts/demo.sh", "--once", "--port", "0", "--data-dir",
+                       str(data), network=False)  # fmt: skip
     assert again.returncode == 0, again.stdout + again.stderr[-3000:]
-    assert "8 accepted, 0 rejected" in again.stdout
+    # The seeded history is all there already (answered duplicate), the loopback round is new.
+    assert re.search(
+        r"for \d{4}-\d{2}: 0 accepted, [1-9][0-9]* duplicate, 0 rejected", again.stdout
+    ), again.stdout
+    assert re.search(r"measured over loopback and posted: [1-9][0-9]* accepted, 0 rejected",
+                     again.stdout), again.stdout  # fmt: skip
 
 
 @pytest.mark.slow
@@ -357,10 +384,10 @@ def test_a_changed_pyproject_installs_again(demo_tree: Path) -> None:
     original = pyproject.read_text(encoding="utf-8")
     try:
         pyproject.write_text(original + "# changed\n", encoding="utf-8")
-        changed = run_script(demo_tree, "scripts/venv.sh", "server", network=False)
+        changed = run_script(demo_tree, "scripts/venv.sh", "server,probe", network=False)
         assert changed.returncode != 0  # it went to the (absent) registry
-        more = run_script(demo_tree, "scripts/venv.sh", "probe", network=False)
-        assert more.returncode != 0  # an extra not installed yet also needs it
     finally:
         pyproject.write_text(original, encoding="utf-8")
+    more = run_script(demo_tree, "scripts/venv.sh", "dev", network=False)
+    assert more.returncode != 0  # an extra not installed yet also needs it
     assert run_script(demo_tree, "scripts/venv.sh", "server", network=False).returncode == 0

@@ -57,6 +57,9 @@ class Ipv6Options(BaseModel):
     ipv6_literal_url: str | None = None
     resolver: list[str] | None = None
     icmpv6_targets: list[str] | None = None
+    #: False: send no Router Solicitation (``ra_seen`` unknown), for a run that must keep to
+    #: loopback (the demo); RA-dependent verdicts then cannot be "ready".
+    router_discovery: bool = True
     check_timeout_s: Seconds = CHECK_TIMEOUT_S
     slow_s: Seconds = SLOW_S
     ra_wait_s: Seconds = RA_WAIT_S

@@ -266,6 +266,8 @@ def _fetch_reason(reasons: dict[str, str], key: str, f: Fetch) -> None:
 async def _router_discovery(
     opts: Ipv6Options,
 ) -> tuple[bool | None, str | None, icmpv6.Solicitation | None]:
+    if not opts.router_discovery:
+        return None, "router discovery not run (router_discovery: false)", None
     try:
         found = await asyncio.to_thread(icmpv6.solicit_router, opts.ra_wait_s)
     except PermissionError:
