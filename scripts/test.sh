@@ -18,6 +18,7 @@ command -v tayga >/dev/null || need+=(tayga)  # the IPv6 lab's NAT64 (tests/lab/
 # Second implementations the signature test vectors are checked with (tests/probes/vectors/).
 command -v openssl >/dev/null || need+=(openssl)
 command -v node >/dev/null || need+=(nodejs)
+command -v chromium >/dev/null || need+=(chromium)  # the compliance page's browser test
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null

@@ -18,7 +18,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from server import __version__
-from server.admin import create_probe, get_probe, list_hamlets, list_probes, update_probe
+from server.admin import (
+    add_admin_routes,
+    create_probe,
+    get_probe,
+    list_hamlets,
+    list_probes,
+    update_probe,
+)
 from server.appkeys import (
     AUTH_FAILURES,
     LIMITER,
@@ -30,6 +37,7 @@ from server.appkeys import (
     STORE,
     WRITE_HEALTH,
 )
+from server.compliance_api import add_compliance_routes
 from server.enrol import post_register
 from server.errors import (
     AIOHTTP_CODES,
@@ -47,6 +55,7 @@ from server.health import WriteHealth, disk_problem, disk_space
 from server.ingest import post_heartbeat, post_results
 from server.metrics import Metrics
 from server.openapi import build_openapi
+from server.publish_api import add_publish_routes
 from server.ratelimit import RateLimiter, source_key
 from server.registry import LAST_SEEN_FLUSH_S, Registry
 from server.schemas import HealthReply
@@ -229,7 +238,7 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     registry = Registry(settings.data_dir / "registry.sqlite3")
     await registry.open()
-    await registry.sync_hamlets(settings.hamlets)
+    await registry.sync_hamlets(settings.hamlets, settings.communes)
     app[REGISTRY] = registry
 
     async def flush_forever() -> None:
@@ -307,6 +316,9 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     app.router.add_get("/api/v1/admin/probes/{probe_id}", get_probe)
     app.router.add_patch("/api/v1/admin/probes/{probe_id}", update_probe)
     app.router.add_get("/api/v1/admin/hamlets", list_hamlets)
+    add_admin_routes(app.router)
+    add_compliance_routes(app, settings)
+    add_publish_routes(app)
     if settings.serve_target:
         # The bandwidth measurement target (usually alone: ``hamletnet-server target``).
         app.add_subapp(TARGET_PREFIX, create_target_app())

@@ -19,6 +19,11 @@ from server.registry import Registry
 from server.settings import Settings, load_settings
 
 log = logging.getLogger("hamletnet.server")
+#: Columns of a hand-entry CSV file (the same as ``server.admin.CSV_COLUMNS``, which the CLI
+#: imports only when it runs an import, to keep --help fast).
+_CSV_COLUMNS = (
+    "indicator_id", "commune", "hamlet", "value", "achieved", "as_of", "source_document",
+)  # fmt: skip
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -72,7 +77,7 @@ async def _with_registry(settings: Settings, args: argparse.Namespace) -> int:
     registry = Registry(settings.data_dir / "registry.sqlite3")
     await registry.open()
     try:
-        await registry.sync_hamlets(settings.hamlets)
+        await registry.sync_hamlets(settings.hamlets, settings.communes)
         if args.probe_cmd == "add":
             record, token = await registry.add_probe(
                 hamlet=args.hamlet, isp=args.isp, access=Access(args.access), probe_id=args.id
@@ -90,13 +95,104 @@ async def _with_registry(settings: Settings, args: argparse.Namespace) -> int:
         elif args.probe_cmd in ("disable", "enable"):
             record = await registry.set_disabled(args.probe_id, args.probe_cmd == "disable")
             print(f"{record.probe_id}: {'enabled' if record.enabled else 'disabled'}")
+        elif args.probe_cmd == "set":
+            await _set_line(registry, args)
         return 0
     finally:
         await registry.close()
 
 
+async def _set_line(registry: Registry, args: argparse.Namespace) -> None:
+    """``probe set``: what the operator declares for the probe's line, with who (``--actor``)."""
+    given = {
+        key: value
+        for key, value in (
+            ("declared_down_mbps", args.declared_down),
+            ("declared_up_mbps", args.declared_up),
+            ("declared_min_down_mbps", args.declared_min_down),
+            ("plan_name", args.plan),
+        )
+        if value is not None
+    }
+    if not given:
+        raise ConfigError(
+            "probe set: nothing to set; give --declared-down, --declared-up,"
+            " --declared-min-down or --plan"
+        )
+    record = await registry.set_line(args.probe_id, **given, actor=args.actor)
+    print(f"probe:  {record.probe_id}")
+    for key in ("declared_down_mbps", "declared_up_mbps", "declared_min_down_mbps"):
+        value = getattr(record, key)
+        print(f"{key}: {'-' if value is None else format(value, 'g')}")
+    print(f"plan_name: {record.plan_name or '-'}")
+    when = record.declared_at.isoformat() if record.declared_at else "-"
+    print(f"declared_by: {record.declared_by}   declared_at: {when}")
+
+
+async def _import_hand_entries(settings: Settings, path: Path, raw: bytes, actor: str) -> int:
+    from server.admin import import_hand_entry_csv
+    from server.compliance.plan import load_plan
+
+    plan = load_plan(settings.plan_path)
+    registry = Registry(settings.data_dir / "registry.sqlite3")
+    await registry.open()
+    try:
+        await registry.sync_hamlets(settings.hamlets, settings.communes)
+        reply = await import_hand_entry_csv(registry, plan, raw, actor)
+    finally:
+        await registry.close()
+    for row in reply.rows:
+        if row.outcome == "rejected":
+            print(f"{path}:{row.line}: rejected: {row.reason}")
+    print(f"{reply.accepted} accepted, {reply.rejected} rejected")
+    return 0 if reply.rejected == 0 else 1
+
+
+def cmd_hand_entry(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    path = Path(args.file)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return asyncio.run(_import_hand_entries(settings, path, raw, args.actor))
+
+
 def cmd_probe(args: argparse.Namespace) -> int:
     return asyncio.run(_with_registry(_settings(args), args))
+
+
+async def _publish_compliance(settings: Settings, period_text: str | None) -> int:
+    from datetime import UTC, datetime
+
+    from server.app import make_store
+    from server.compliance.plan import load_plan
+    from server.compliance.publish import publish
+    from server.compliance.stats import month_of, parse_period
+
+    now = datetime.now(UTC)
+    period = parse_period(period_text) if period_text else month_of(now)
+    store = make_store(settings)
+    registry = Registry(settings.data_dir / "registry.sqlite3")
+    await registry.open()
+    try:
+        await registry.sync_hamlets(settings.hamlets, settings.communes)
+        await store.start()
+        months = await publish(
+            store, registry, settings, load_plan(settings.plan_path), period, now=now
+        )
+    finally:
+        await store.close()
+        await registry.close()
+    for label, count in months.items():
+        print(f"{label}: {count} compliance rows published")
+    return 0
+
+
+def cmd_compliance(args: argparse.Namespace) -> int:
+    """Publish the compliance engine's verdicts to the result store, where Grafana reads them
+    (the server also does so every hour; ``server/publish_api.py``)."""
+    return asyncio.run(_publish_compliance(_settings(args), args.period))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,7 +256,43 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("disable", "enable"):
         p = psub.add_parser(name, help=f"{name} a probe", parents=[config])
         p.add_argument("probe_id")
+    line = psub.add_parser(
+        "set",
+        help="set the line speeds the operator declares for a probe (recorded with who and when)",
+        parents=[config],
+    )
+    line.add_argument("probe_id")
+    line.add_argument("--declared-down", type=float, metavar="MBPS", help="declared download")
+    line.add_argument("--declared-up", type=float, metavar="MBPS", help="declared upload")
+    line.add_argument(
+        "--declared-min-down", type=float, metavar="MBPS", help="declared minimum download"
+    )
+    line.add_argument("--plan", metavar="NAME", help="the operator's name for the plan")
+    line.add_argument("--actor", required=True, help="who makes the change (recorded)")
     probe.set_defaults(func=cmd_probe)
+
+    hand = sub.add_parser(
+        "hand-entry", help="figures the office reports by hand (e.g. digital signatures)",
+        parents=[config],
+    )  # fmt: skip
+    hsub = hand.add_subparsers(dest="hand_cmd", required=True)
+    imp = hsub.add_parser(
+        "import",
+        help="import a CSV file (UTF-8; columns " + ",".join(_CSV_COLUMNS) + ")",
+        parents=[config],
+    )
+    imp.add_argument("file", help="CSV file, as Excel's 'CSV UTF-8' saves it")
+    imp.add_argument("--actor", required=True, help="who enters the figures (recorded)")
+    hand.set_defaults(func=cmd_hand_entry)
+
+    comp = sub.add_parser("compliance", help="compliance verdicts for Grafana", parents=[config])
+    csub = comp.add_subparsers(dest="compliance_cmd", required=True)
+    pub = csub.add_parser(
+        "publish", help="write a period's verdicts to the result store (replaces them)",
+        parents=[config],
+    )  # fmt: skip
+    pub.add_argument("--period", help="2026-11, 2026-Q4, 2026 or FROM..TO (default: this month)")
+    comp.set_defaults(func=cmd_compliance)
 
     demo = sub.add_parser("demo", help="run a demo on embedded SQLite with example probes")
     demo.add_argument("--port", type=int, default=8080, help="port on 127.0.0.1 (0: any free)")

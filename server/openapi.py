@@ -8,26 +8,180 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from probes.models import Result
+from server.admin import CSV_COLUMNS
+from server.compliance.report_json import FIGURE_SCHEMA, REPORT_SCHEMA
+from server.compliance_api import compliance_path
+from server.publish_api import publish_path
 from server.schemas import (
+    ACTOR_HEADER,
     BatchReply,
+    CsvImportReply,
     ErrorReply,
     HamletView,
+    HandEntryCreate,
+    HandEntryView,
     HealthReply,
     HeartbeatReply,
     KeyRegistration,
+    LineChangeView,
     ProbeCreate,
     ProbeCreated,
     ProbeUpdate,
     ProbeView,
     ResultBatch,
+    SurveyCreate,
+    SurveyView,
 )
 
 _REF = "#/components/schemas/{model}"
 _MODELS: list[type[BaseModel]] = [
     BatchReply, ErrorReply, HamletView, HealthReply, HeartbeatReply, KeyRegistration, ProbeCreate,
     ProbeCreated,
-    ProbeUpdate, ProbeView, ResultBatch,
+    ProbeUpdate, ProbeView, ResultBatch, LineChangeView, HandEntryCreate, HandEntryView,
+    CsvImportReply, SurveyCreate, SurveyView,
 ]  # fmt: skip
+#: The ``X-Hamletnet-Actor`` header: who makes a change, when the body does not say (``actor``).
+_ACTOR_PARAM = {
+    "name": ACTOR_HEADER,
+    "in": "header",
+    "required": False,
+    "description": "Who makes the change, if the body has no 'actor'; recorded with the time.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+}
+
+
+def _array(model: type[BaseModel]) -> dict[str, Any]:
+    return _json({"type": "array", "items": _ref(model)})
+
+
+def _admin_compliance_paths(
+    admin_auth: list[dict[str, list[str]]], probe_id_param: dict[str, Any]
+) -> dict[str, Any]:
+    """Declared-line history, hand-entered figures and surveys (admin token)."""
+    list_errors = _errors(400, 401, 403, 404, 429, 503)
+    write_errors = _errors(400, 401, 403, 404, 413, 422, 429, 503)
+    line_changes = {
+        "summary": "Changes of operators' declared lines: who, when, before and after",
+        "security": admin_auth,
+        "responses": {"200": {"description": "Oldest first", "content": _array(LineChangeView)},
+                      **list_errors},
+    }  # fmt: skip
+    return {
+        "/api/v1/admin/line-changes": {
+            "get": {
+                **line_changes,
+                "parameters": [
+                    {
+                        "name": "probe",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                ],
+            },
+        },
+        "/api/v1/admin/probes/{probe_id}/line-changes": {
+            "parameters": [probe_id_param],
+            "get": line_changes,
+        },
+        "/api/v1/admin/hand-entries": {
+            "get": {
+                "summary": "Figures entered by hand, with who, when and source document",
+                "security": admin_auth,
+                "parameters": [
+                    {
+                        "name": "indicator_id",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                    {
+                        "name": "commune",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "Oldest first", "content": _array(HandEntryView)},
+                    **list_errors,
+                },
+            },
+            "post": {
+                "summary": "Enter a figure for an indicator the plan has reported by hand",
+                "description": "The indicator must be judged by hand in the plan (or be the"
+                " national IPv6 usage figure); a percentage is 0-100; as_of is not in the future."
+                " Who: 'actor' or the X-Hamletnet-Actor header.",
+                "security": admin_auth,
+                "parameters": [_ACTOR_PARAM],
+                "requestBody": {"required": True, "content": _json(_ref(HandEntryCreate))},
+                "responses": {
+                    "201": {"description": "Stored", "content": _json(_ref(HandEntryView))},
+                    **write_errors,
+                },
+            },
+        },
+        "/api/v1/admin/hand-entries.csv": {
+            "post": {
+                "summary": "Import figures entered by hand from a CSV file, one outcome per row",
+                "description": "UTF-8 (a byte-order mark, as Excel's 'CSV UTF-8' writes, is"
+                " accepted), comma- or semicolon-separated (then 38,5 is read as 38.5). Header: "
+                + ",".join(CSV_COLUMNS)
+                + " (indicator_id, as_of and source_document required). A bad row is"
+                " reported by its line number and never keeps the good rows out. Who: the"
+                " 'actor' query parameter or the X-Hamletnet-Actor header.",
+                "security": admin_auth,
+                "parameters": [
+                    {
+                        "name": "actor",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 256},
+                    },
+                    _ACTOR_PARAM,
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"text/csv": {"schema": {"type": "string"}}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "Per-row outcomes",
+                        "content": _json(_ref(CsvImportReply)),
+                    },
+                    **write_errors,
+                },
+            }
+        },
+        "/api/v1/admin/surveys": {
+            "get": {
+                "summary": "Field surveys of the services present in hamlets",
+                "security": admin_auth,
+                "parameters": [
+                    {
+                        "name": "hamlet",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                ],
+                "responses": {
+                    "200": {"description": "Oldest first", "content": _array(SurveyView)},
+                    **list_errors,
+                },
+            },
+            "post": {
+                "summary": "Enter a survey: whether fibre, mobile broadband or 5G is present",
+                "security": admin_auth,
+                "parameters": [_ACTOR_PARAM],
+                "requestBody": {"required": True, "content": _json(_ref(SurveyCreate))},
+                "responses": {
+                    "201": {"description": "Stored", "content": _json(_ref(SurveyView))},
+                    **write_errors,
+                },
+            },
+        },
+    }
 
 
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
@@ -62,6 +216,7 @@ def build_openapi(version: str) -> dict[str, Any]:
     result_schema = TypeAdapter(Result).json_schema(ref_template=_REF)
     schemas.update(result_schema.pop("$defs", {}))
     schemas["Result"] = result_schema
+    schemas["ComplianceReport"], schemas["ComplianceFigure"] = REPORT_SCHEMA, FIGURE_SCHEMA
     heartbeat_ref = _ref("HeartbeatResult")
     probe_auth: list[dict[str, list[str]]] = [{"probeToken": []}]
     admin_auth: list[dict[str, list[str]]] = [{"adminToken": []}]
@@ -160,8 +315,12 @@ def build_openapi(version: str) -> dict[str, Any]:
                     },
                 },
                 "patch": {
-                    "summary": "Enable or disable a probe",
+                    "summary": "Enable or disable a probe, reset its key, set its declared line",
+                    "description": "Declared speeds (Mb/s, > 0; minimum <= download) and plan"
+                    " name need 'actor' or the X-Hamletnet-Actor header; each change is kept"
+                    " in /api/v1/admin/line-changes. null clears a value, a missing key keeps it.",
                     "security": admin_auth,
+                    "parameters": [_ACTOR_PARAM],
                     "requestBody": {"required": True, "content": _json(_ref(ProbeUpdate))},
                     "responses": {
                         "200": {"description": "Updated", "content": _json(_ref(ProbeView))},
@@ -182,6 +341,9 @@ def build_openapi(version: str) -> dict[str, Any]:
                     },
                 }
             },
+            "/api/v1/compliance": compliance_path(_ref("ComplianceReport"), _ref(ErrorReply)),
+            **_admin_compliance_paths(admin_auth, probe_id_param),
+            "/api/v1/admin/compliance/publish": publish_path(admin_auth, _ref(ErrorReply)),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and storage check",

@@ -327,7 +327,10 @@ async def test_openapi_document_lists_every_route(client: TestClient) -> None:
     assert set(doc["paths"]) == {
         "/api/v1/results", "/api/v1/heartbeat", "/api/v1/admin/probes",
         "/api/v1/admin/probes/{probe_id}", "/api/v1/admin/hamlets", "/healthz", "/metrics",
-        "/api/v1/register",
+        "/api/v1/register", "/api/v1/admin/line-changes",
+        "/api/v1/admin/probes/{probe_id}/line-changes", "/api/v1/admin/hand-entries",
+        "/api/v1/admin/hand-entries.csv", "/api/v1/admin/surveys", "/api/v1/compliance",
+        "/api/v1/admin/compliance/publish",
     }  # fmt: skip
     assert "BandwidthResult" in doc["components"]["schemas"]
 
