@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from server import compliance
+from server.alerts.config import load_alerts
 from server.compliance.plan import load_plan
 from server.errors import ConfigError
 from server.settings import DEFAULT_COMMUNE_CODE, bundled_plan_path, load_settings
@@ -21,6 +22,9 @@ def test_every_shipped_server_config_loads(path: Path) -> None:
         pytest.skip("probe agent configuration, checked by the collector's tests")
     if path.name == "plan.yaml":
         assert load_plan(path).indicators, "the plan holds no indicators"
+        return
+    if path.name.startswith("alerts"):
+        assert load_alerts(path).rules, f"{path.name} defines no alert rules"
         return
     settings = load_settings(path)
     assert settings.hamlets, f"{path.name} defines no hamlets"
