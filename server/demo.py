@@ -332,6 +332,7 @@ def demo_settings(data_dir: Path, *, admin_token: str, port: int) -> Settings:
     illustrative, and results as old as the illustrative month accepted."""
     settings = load_settings(
         find_config(),
+        environment=False,  # HAMLETNET_* belong to an office server, not to the demo
         data_dir=str(data_dir),
         admin_token=admin_token,
         listen_port=port,

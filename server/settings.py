@@ -303,18 +303,40 @@ def bundled_plan_path() -> Path:
     return Path(str(resources.files("server.compliance").joinpath("plan.yaml")))
 
 
-def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables, validate; ``ConfigError``
-    names every bad key."""
+class _FileOnlySettings(Settings):
+    """Settings from the file and the caller's arguments alone, with no ``HAMLETNET_*`` variable:
+    what the demo runs on, so an office server's environment (its admin token, database, port)
+    never leaks into a demo started on the same machine."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def load_settings(
+    path: Path | None = None, *, environment: bool = True, **overrides: Any
+) -> Settings:
+    """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables (unless ``environment`` is
+    false), validate; ``ConfigError`` names every bad key."""
     try:
         data = read_mapping(path, path_keys=["data_dir", "plan_file"]) if path is not None else {}
     except ConfigFileError as exc:
         raise ConfigError(str(exc)) from exc
     data.update(overrides)
-    unknown = unknown_environment(ENV_PREFIX, Settings.model_fields, ignore=[PROBE_ENV_PREFIX])
-    if unknown:
-        raise ConfigError(unknown)
+    if environment:
+        unknown = unknown_environment(ENV_PREFIX, Settings.model_fields, ignore=[PROBE_ENV_PREFIX])
+        if unknown:
+            raise ConfigError(unknown)
     try:
+        if not environment:
+            return _FileOnlySettings(**data)
         return Settings(**data)
     except ValidationError as exc:
         explained = explain_by_key(

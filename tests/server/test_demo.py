@@ -192,3 +192,20 @@ async def test_the_demo_ipv6_test_keeps_to_loopback(
     assert result.reasons["ra_seen"] == "router discovery not run (router_discovery: false)"
     assert result.ipv4_site_loads is True  # the target answered on 127.0.0.1
     assert result.ipv6_ready is not True
+
+
+def test_the_demo_ignores_an_office_servers_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HAMLETNET_* variables are the office server's: with them set (as on the server's own
+    machine, or in its container), the demo keeps its own admin token, port, storage and data."""
+    monkeypatch.setenv("HAMLETNET_ADMIN_TOKEN", "the-office-servers-admin-token")
+    monkeypatch.setenv("HAMLETNET_LISTEN_PORT", "9999")
+    monkeypatch.setenv("HAMLETNET_DATA_DIR", str(tmp_path / "office"))
+    monkeypatch.setenv("HAMLETNET_INFLUXDB__URL", "http://127.0.0.1:1")
+    settings = demo_settings(tmp_path / "demo", admin_token="demo-admin-token-123456", port=0)
+    assert settings.admin_token is not None
+    assert settings.admin_token.get_secret_value() == "demo-admin-token-123456"
+    assert settings.listen_port == 0
+    assert settings.data_dir == tmp_path / "demo"
+    assert settings.influxdb is None
