@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,19 +25,20 @@ import pytest
 from collector.connection_errors import describe
 from probes.models import Kind
 from probes.registry import DNS_ENGINE, IPV6_ENGINE, PROBES, latency_engine_for
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.installs import (
+    ROOT,
+    checkout_with_venv,
+    clean_env,
+    free_port,
+    run_script,
+    wait_http,
+)
 
 #: Runs an entry point with dnspython made unimportable, as in a venv with only [server].
 WITHOUT_DNS = (
     "import sys; sys.modules['dns'] = None; sys.argv[0] = {prog!r};"
     " from {module} import main; sys.exit(main(sys.argv[1:]))"
 )
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMLETNET_")}
-    return {**env, **extra}
 
 
 def probe_cli(*args: str, without_dns: bool = False) -> subprocess.CompletedProcess[str]:
@@ -82,12 +81,6 @@ def http_server() -> Iterator[int]:
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # --- the latency engine follows the target's form -------------------------------------------
@@ -184,19 +177,6 @@ def test_the_target_runs_without_dnspython() -> None:
     assert "No module named" not in output
 
 
-def wait_http(url: str, process: subprocess.Popen[str], attempts: int = 300) -> int:
-    """The status of GET ``url`` once the process listens (it must stay alive meanwhile)."""
-    for _ in range(attempts):
-        if process.poll() is not None:
-            raise AssertionError(f"exited {process.returncode}: {process.communicate()[0]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:  # noqa: S310 (loopback)
-                return int(reply.status)
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} never answered")
-
-
 # --- the probe's command line as the README and install-probe.sh write it --------------------
 
 
@@ -269,43 +249,6 @@ async def test_a_server_that_hangs_up_is_described_in_words() -> None:
 
 
 # --- the demo's own venv, made by scripts/venv.sh as scripts/demo.sh makes it ------------------
-
-#: What a checkout holds that the demo and venv.sh use (a copy: pip and the demo write into it).
-SOURCE = ["pyproject.toml", "README.md", "probes", "collector", "server", "config", "scripts"]
-
-
-def offline(command: list[str]) -> list[str]:
-    """``command`` in a network namespace of its own with only loopback up: no registry at
-    all (needs root); elsewhere pip is told not to use an index."""
-    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None:
-        return command
-    inner = "ip link set lo up && exec " + " ".join(f"'{part}'" for part in command)
-    return ["unshare", "--net", "sh", "-c", inner]
-
-
-def run_script(tree: Path, *args: str, network: bool = True) -> subprocess.CompletedProcess[str]:
-    env = clean_env()
-    command = ["bash", *args]
-    if not network:
-        env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS="")
-        command = offline(command)
-    return subprocess.run(
-        command, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-
-
-def checkout_with_venv(tmp_path_factory: pytest.TempPathFactory, extras: str) -> Path:
-    """A copy of the checkout whose ``.venv`` was made by ``scripts/venv.sh EXTRAS``."""
-    tree = tmp_path_factory.mktemp("checkout")
-    for name in SOURCE:
-        if (ROOT / name).is_dir():
-            ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-            shutil.copytree(ROOT / name, tree / name, ignore=ignore)
-        else:
-            shutil.copy2(ROOT / name, tree / name)
-    made = run_script(tree, "scripts/venv.sh", extras)
-    assert made.returncode == 0, made.stderr[-3000:]
-    return tree
 
 
 @pytest.fixture(scope="module")
