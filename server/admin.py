@@ -13,13 +13,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from probes.models import explain
-from server.appkeys import REGISTRY, SETTINGS
+from server.alerts.service import AlertService, state_view, transition_view
+from server.alerts.state import Acknowledge, Mute
+from server.appkeys import ALERTS, REGISTRY, SETTINGS
 from server.compliance.plan import Plan, load_plan
 from server.compliance.stats import VIETNAM
-from server.errors import BadRequest, ServerError, Unprocessable
+from server.errors import BadRequest, NotFound, ServerError, Unprocessable
 from server.ingest import read_body, read_json
 from server.registry import (
     UNCHANGED,
@@ -356,6 +358,59 @@ async def list_surveys(request: web.Request) -> web.Response:
     return web.json_response([_survey_view(s).model_dump(mode="json") for s in surveys])
 
 
+# -- Alerts (server/alerts; helper "alerts3") -----------------------------------------------------
+
+
+class AlertAck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, min_length=1, max_length=128)
+    note: str = Field(default="", max_length=500)
+
+
+class AlertMute(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    actor: str | None = Field(default=None, min_length=1, max_length=128)
+    until: AwareDatetime
+    reason: str = Field(default="", max_length=500)
+
+
+def _alerts(request: web.Request) -> AlertService:
+    service = request.app.get(ALERTS)
+    if service is None:
+        raise NotFound("alerts are not configured: set alerts_file (docs/alerts.md)")
+    return service
+
+
+async def list_alerts(request: web.Request) -> web.Response:
+    """Active alerts (pending, firing) and past phase changes, newest first; states only, never
+    a channel URL."""
+    service = _alerts(request)
+    active = [state_view(s) for s in await service.active()]
+    past = [transition_view(t) for t in await service.past()]
+    return web.json_response({"active": active, "past": past})
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    spec: AlertAck = _parse(AlertAck, await read_json(request))
+    event = Acknowledge(by=_actor(request, spec.actor), note=spec.note)
+    info = request.match_info
+    state = await _alerts(request).act(info["rule"], info["subject"], event)
+    return web.json_response(state_view(state))
+
+
+async def mute_alert(request: web.Request) -> web.Response:
+    spec: AlertMute = _parse(AlertMute, await read_json(request))
+    event = Mute(by=_actor(request, spec.actor), until=spec.until, reason=spec.reason)
+    info = request.match_info
+    state = await _alerts(request).act(info["rule"], info["subject"], event)
+    return web.json_response(state_view(state))
+
+
+# -- End of alerts ---------------------------------------------------------------------------------
+
+
 def add_admin_routes(router: web.UrlDispatcher) -> None:
     """The admin routes for declared lines, hand entries and surveys (under the admin token)."""
     router.add_get("/api/v1/admin/line-changes", list_line_changes)
@@ -365,6 +420,9 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_post("/api/v1/admin/hand-entries.csv", import_hand_entries)
     router.add_get("/api/v1/admin/surveys", list_surveys)
     router.add_post("/api/v1/admin/surveys", create_survey)
+    router.add_get("/api/v1/admin/alerts", list_alerts)
+    router.add_post("/api/v1/admin/alerts/{rule}/{subject}/ack", ack_alert)
+    router.add_post("/api/v1/admin/alerts/{rule}/{subject}/mute", mute_alert)
 
 
 async def list_hamlets(request: web.Request) -> web.Response:

@@ -26,7 +26,12 @@ from server.admin import (
     list_probes,
     update_probe,
 )
+from server.alerts.config import AlertsConfig, load_alerts
+from server.alerts.delivery import Deliverer
+from server.alerts.service import AlertService
+from server.alerts.store import FILE_NAME, AlertStore
 from server.appkeys import (
+    ALERTS,
     AUTH_FAILURES,
     LIMITER,
     METRICS,
@@ -289,6 +294,29 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     await store.close()
 
 
+def _alerts_ctx(config: AlertsConfig) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The alert service and its outbox worker, for the app's lifetime (``alerts_file`` set)."""
+
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        store = AlertStore(app[SETTINGS].data_dir / FILE_NAME)
+        await store.open()
+        deliverer = Deliverer(store, config.routing)
+        service = AlertService(config, app[SETTINGS], app[REGISTRY], app[STORE], store, deliverer)
+        app[ALERTS] = service
+        tasks = [
+            asyncio.create_task(deliverer.run(), name="alerts-outbox"),
+            asyncio.create_task(service.run(), name="alerts-evaluate"),
+        ]
+        yield
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await deliverer.close()
+        await store.close()
+
+    return ctx
+
+
 def create_app(settings: Settings, store: ResultStore | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware, timeout_middleware],
@@ -304,6 +332,9 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     )
     app[PROBE_LOCKS] = {}
     app.cleanup_ctx.extend([_registry_ctx, _store_ctx])
+    if settings.alerts_file is not None:
+        # Read now, so a bad alerts file stops the start with its key named.
+        app.cleanup_ctx.append(_alerts_ctx(load_alerts(settings.alerts_file)))
     app.router.add_get("/", index_page)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics_endpoint)

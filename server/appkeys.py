@@ -6,6 +6,7 @@ import asyncio
 
 from aiohttp import web
 
+from server.alerts.service import AlertService
 from server.health import WriteHealth
 from server.metrics import Metrics
 from server.ratelimit import RateLimiter
@@ -28,6 +29,8 @@ PROBE_LOCKS = web.AppKey("probe_locks", dict[str, asyncio.Lock])
 #: The measurement target (server/target): its random payload and its slot coordinator.
 PAYLOAD = web.AppKey("payload", Payload)
 SLOTS = web.AppKey("slots", SlotCoordinator)
+#: Alerts (server/alerts), present only when ``alerts_file`` is set.
+ALERTS = web.AppKey("alerts", AlertService)
 
 #: Request-scoped: the authenticated probe (set by the auth middleware).
 PROBE = web.RequestKey("probe", ProbeRecord)

@@ -30,7 +30,16 @@ from probes.models import (
     parse_result,
 )
 from probes.signing import SignatureError, load_public_key, verify
-from server.appkeys import METRICS, PROBE, PROBE_LOCKS, REGISTRY, SETTINGS, STORE, WRITE_HEALTH
+from server.appkeys import (
+    ALERTS,
+    METRICS,
+    PROBE,
+    PROBE_LOCKS,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    WRITE_HEALTH,
+)
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from server.json_bounds import MAX_JSON_DEPTH, Decoded, bounded_loads, nests_deeper_than
 from server.registry import ProbeRecord
@@ -200,6 +209,7 @@ async def post_results(request: web.Request) -> web.Response:
         candidates.append((index, item))
 
     valid: list[tuple[int, StoredResult]] = []
+    accepted: list[Result] = []
     if candidates:
         # Ed25519 verification releases the GIL: in a worker thread it runs beside the event
         # loop instead of holding it for the whole batch (about 65 µs per result).
@@ -226,10 +236,16 @@ async def post_results(request: web.Request) -> web.Response:
                     outcome=ItemOutcome.REJECTED, reason=outcome.reason,
                 )  # fmt: skip
                 continue
+            if outcome is WriteOutcome.ACCEPTED:
+                accepted.append(stored.result)
             replies[index] = ItemReply(
                 index=index, result_id=str(stored.result.result_id), outcome=ItemOutcome(outcome)
             )
     app[REGISTRY].touch(probe.probe_id)
+    alerts = app.get(ALERTS)
+    if alerts is not None:
+        # Only after the store has them; never waits (a full queue drops, the schedule goes on).
+        alerts.offer(probe.probe_id, accepted)
 
     done = [r for r in replies if r is not None]
     counts = Counter(r.outcome for r in done)

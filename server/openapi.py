@@ -8,7 +8,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from probes.models import Result
-from server.admin import CSV_COLUMNS
+from server.admin import CSV_COLUMNS, AlertAck, AlertMute
 from server.compliance.report_json import FIGURE_SCHEMA, REPORT_SCHEMA
 from server.compliance_api import compliance_path
 from server.publish_api import publish_path
@@ -184,6 +184,65 @@ def _admin_compliance_paths(
     }
 
 
+def _admin_alert_paths(admin_auth: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Alerts (docs/alerts.md): list, acknowledge, mute; 404 when alerts are not configured."""
+    path_params = [
+        {"name": "rule", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "subject",
+            "in": "path",
+            "required": True,
+            "description": "The alert's subject key as listed, e.g. hamlet=thon-a,isp=VNPT,probe=p1"
+            " (percent-encoded).",
+            "schema": {"type": "string"},
+        },
+        _ACTOR_PARAM,
+    ]
+    alert = {"type": "object", "description": "One alert's state (no channel URLs)."}
+
+    def action(summary: str, model: type[BaseModel]) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "security": admin_auth,
+                "parameters": path_params,
+                "requestBody": {"required": True, "content": _json(model.model_json_schema())},
+                "responses": {
+                    "200": {"description": "The alert's state after it", "content": _json(alert)},
+                    **_errors(400, 401, 403, 404, 409, 422, 429, 503),
+                },
+            }
+        }
+
+    listing = {
+        "type": "object",
+        "properties": {
+            "active": {"type": "array", "items": alert},
+            "past": {"type": "array", "items": {"type": "object"}},
+        },
+    }
+    return {
+        "/api/v1/admin/alerts": {
+            "get": {
+                "summary": "Active alerts (pending, firing) and past phase changes, newest first",
+                "security": admin_auth,
+                "responses": {
+                    "200": {"description": "Alerts", "content": _json(listing)},
+                    **_errors(401, 403, 404, 429, 503),
+                },
+            }
+        },
+        "/api/v1/admin/alerts/{rule}/{subject}/ack": action(
+            "Acknowledge a firing alert: no more reminders this episode (409 unless firing)",
+            AlertAck,
+        ),
+        "/api/v1/admin/alerts/{rule}/{subject}/mute": action(
+            "Mute an alert until a time (400 unless in the future): no notices meanwhile",
+            AlertMute,
+        ),
+    }
+
+
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
     name = model if isinstance(model, str) else model.__name__
     return {"$ref": _REF.format(model=name)}
@@ -344,6 +403,7 @@ def build_openapi(version: str) -> dict[str, Any]:
             "/api/v1/compliance": compliance_path(_ref("ComplianceReport"), _ref(ErrorReply)),
             **_admin_compliance_paths(admin_auth, probe_id_param),
             "/api/v1/admin/compliance/publish": publish_path(admin_auth, _ref(ErrorReply)),
+            **_admin_alert_paths(admin_auth),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and storage check",

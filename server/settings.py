@@ -208,6 +208,11 @@ class Settings(BaseSettings):
         description="The plan judged by /compliance (YAML, as config/plan.yaml); unset: the copy"
         " bundled with the server.",
     )
+    alerts_file: Path | None = Field(
+        default=None,
+        description="Alert rules and routing (YAML, as config/alerts.example.yaml); unset: no"
+        " alerts are evaluated or sent (docs/alerts.md).",
+    )
     communes: list[CommuneSettings] = Field(default_factory=list)
     hamlets: list[HamletSettings] = Field(default_factory=list)
     example_probes: list[ExampleProbe] = Field(default_factory=list)
@@ -326,7 +331,8 @@ def load_settings(
     """Read ``path`` (YAML) if given, apply ``HAMLETNET_*`` variables (unless ``environment`` is
     false), validate; ``ConfigError`` names every bad key."""
     try:
-        data = read_mapping(path, path_keys=["data_dir", "plan_file"]) if path is not None else {}
+        paths = ["data_dir", "plan_file", "alerts_file"]
+        data = read_mapping(path, path_keys=paths) if path is not None else {}
     except ConfigFileError as exc:
         raise ConfigError(str(exc)) from exc
     data.update(overrides)

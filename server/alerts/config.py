@@ -250,6 +250,13 @@ class AlertsConfig(_Strict):
     links: Links
     routing: Routing
     rules: list[AlertRule] = Field(min_length=1)
+    evaluate_every_s: float = Field(
+        default=300,
+        ge=1,
+        le=86_400,
+        description="Seconds between scheduled evaluations (probe silence, reminders, mutes"
+        " ending); results are also judged as they arrive.",
+    )
 
     @field_validator("rules")
     @classmethod

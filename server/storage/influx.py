@@ -25,7 +25,8 @@ import aiohttp
 
 from probes.models import DEFAULT_MAX_RESULT_AGE, Kind
 from server.errors import ConfigError, StorageUnavailable
-from server.storage import compliance_rows
+from server.storage import alert_rows, compliance_rows
+from server.storage.alert_rows import AlertRow
 from server.storage.base import (
     SCAN_PAGE_SIZE,
     ItemWrite,
@@ -620,6 +621,26 @@ class InfluxStore:
         return sorted(rows, key=compliance_rows.sort_key)
 
     # -- End of published compliance rows --------------------------------------------------------
+
+    # -- Alert history (server.alerts.service; helper "alerts3") --------------------------------
+
+    async def write_alert_rows(self, rows: Sequence[AlertRow]) -> None:
+        """Write alert history points (one per phase change) to the ``alerts`` measurement.
+        Raises ``StorageUnavailable`` when InfluxDB does not keep them."""
+        if not rows:
+            return
+        verdict, reason = await self._write("\n".join(alert_rows.row_to_line(r) for r in rows))
+        if verdict is not WriteVerdict.WRITTEN:
+            raise StorageUnavailable(
+                f"InfluxDB at {self._url} did not keep alert history: {reason}"
+            )
+
+    async def alert_rows(self, start: datetime, end: datetime) -> list[AlertRow]:
+        (result,) = await self._query([alert_rows.select_statement(start, end)])
+        rows = [alert_rows.influx_row(t, columns) for t, columns in _rows(result)]
+        return sorted(rows, key=alert_rows.sort_key)
+
+    # -- End of alert history ---------------------------------------------------------------------
 
 
 def _select(columns: str, source: str, conditions: Sequence[str], tail: str = "") -> str:

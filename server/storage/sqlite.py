@@ -19,7 +19,8 @@ from typing import Any, TypeVar
 
 from probes.models import RESULT_ADAPTER, Access, Kind, unbounded_limits
 from server.errors import ConfigError, StorageUnavailable
-from server.storage import compliance_rows
+from server.storage import alert_rows, compliance_rows
+from server.storage.alert_rows import AlertRow
 from server.storage.base import (
     SCAN_PAGE_SIZE,
     ItemWrite,
@@ -242,6 +243,36 @@ class SqliteStore:
         return [compliance_rows.sqlite_row(*row) for row in found]
 
     # -- End of published compliance rows --------------------------------------------------------
+
+    # -- Alert history (server.alerts.service; helper "alerts3") --------------------------------
+
+    async def write_alert_rows(self, rows: Sequence[AlertRow]) -> None:
+        """Keep alert history rows (one per phase change); the same row twice is kept once."""
+        await self._run(self._write_alert_rows, list(rows))
+
+    async def alert_rows(self, start: datetime, end: datetime) -> list[AlertRow]:
+        return await self._run(self._alert_rows, start, end)
+
+    def _write_alert_rows(self, rows: list[AlertRow]) -> None:
+        conn = self._connection()
+        conn.executescript(alert_rows.SQLITE_SCHEMA)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(alert_rows.SQLITE_INSERT, [alert_rows.sqlite_values(r) for r in rows])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _alert_rows(self, start: datetime, end: datetime) -> list[AlertRow]:
+        conn = self._connection()
+        conn.executescript(alert_rows.SQLITE_SCHEMA)
+        found = conn.execute(
+            alert_rows.SQLITE_SELECT, (datetime_to_ns(start), datetime_to_ns(end))
+        ).fetchall()
+        return [alert_rows.sqlite_row(*row) for row in found]
+
+    # -- End of alert history ---------------------------------------------------------------------
 
     # Everything below runs in the worker thread.
 
