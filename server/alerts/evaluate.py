@@ -28,6 +28,7 @@ from server.alerts.config import (
 from server.alerts.state import Observation
 from server.compliance.rules import (
     VNNIC_MIN_SAMPLES,
+    Exclusion,
     Ipv6Sample,
     Line,
     Sample,
@@ -222,3 +223,13 @@ def target_unreachable(
     note = f"{len(failing)}/{len(latest)} đầu đo" + (f": {', '.join(failing)}" if failing else "")
     bad = len(failing) >= rule.min_probes
     return Observation(now, bad, len(failing), rule.min_probes, "đầu đo", note)
+
+
+def valid_download_count(samples: Iterable[Sample], month: Period) -> int:
+    """The month's valid tests with a download speed: the count VNNIC's 300 is about, by the
+    compliance report's own definition (``server.compliance.engine``'s sufficiency column)."""
+
+    def has_download(sample: Sample) -> Exclusion | None:
+        return None if sample.download_mbps is not None else Exclusion.NO_VALUE
+
+    return len(valid_samples(samples, month, keep=has_download).valid)

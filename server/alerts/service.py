@@ -4,29 +4,45 @@ and writes each phase change to the result store's ``alerts`` history for Grafan
 
 Ingest never waits on alerts: the ingest handler hands accepted results to ``offer``, which puts
 them on a bounded queue and returns at once; a full queue drops the batch (counted and logged)
-and the next scheduled evaluation carries on. One task (``run``) takes the queue and the
-schedule in turn, and a lock serialises every step (results, schedule, acknowledge, mute), so
-one (rule, subject) is never stepped from two stored states at once.
+and the next scheduled evaluation carries on. Rules that need more than the result at hand (the
+line's own median, whether it was IPv6-ready, the month's sample count, the other probes'
+attempts against the target) read the result store with a bounded ``scan`` (one window, the
+fields they use) from the evaluation task, never from the ingest handler. That one task (``run``)
+takes the queue and the schedule in turn, and a lock serialises every step (results, schedule,
+acknowledge, mute), so one (rule, subject) is never stepped from two stored states at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from probes.models import BandwidthResult, Result
+from probes.models import (
+    BandwidthResult,
+    FailureKind,
+    Ipv6Result,
+    Kind,
+    LatencyResult,
+    Result,
+    Status,
+)
 from server.alerts import evaluate
 from server.alerts.config import (
     AlertRule,
     AlertsConfig,
     BelowDeclared,
+    BelowOwnMedian,
     BelowPlanTarget,
+    Ipv6ReadinessLost,
     LoadedLatencyAbove,
     ProbeSilent,
+    SamplePaceBehind,
+    TargetUnreachable,
 )
 from server.alerts.delivery import Deliverer, channels_for
 from server.alerts.message import Place, annotation, render
@@ -41,16 +57,31 @@ from server.alerts.state import (
     transition,
 )
 from server.alerts.store import AlertStore, Outgoing, TransitionRecord
-from server.compliance.rules import Sample
+from server.compliance import samples as scanned
+from server.compliance.rules import Ipv6Sample, Sample
+from server.compliance.stats import Period, month_of
 from server.errors import NotFound, StorageUnavailable
 from server.registry import ProbeRecord, Registry
 from server.settings import Settings
 from server.storage.alert_rows import AlertRow
+from server.storage.base import ResultStore, ScanRow
 
 log = logging.getLogger("hamletnet.server.alerts.service")
 
 #: Batches of accepted results waiting to be judged; past this, ``offer`` drops.
 QUEUE_SIZE = 1000
+#: ``ipv6_readiness_lost``: a line "was ready" when a valid result in this window before the
+#: test said so. A line not ready for longer gives no more observations, so a firing alert
+#: stays firing (with its reminders) until a ready result resolves it.
+IPV6_BASELINE = timedelta(days=30)
+#: ``target_unreachable`` reads these of each attempt against the target...
+TARGET_FIELDS = ("status", "failure_kind", "target")
+#: ...in the results of these kinds (both name their ``target``).
+TARGET_KINDS = (Kind.LATENCY, Kind.BANDWIDTH)
+#: A scan's end is exclusive: this past "now" takes a result stamped exactly now.
+_INCLUSIVE = timedelta(microseconds=1)
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -99,6 +130,28 @@ def observe_result(rule: AlertRule, result: Result, probe: ProbeRecord) -> Obser
     return None
 
 
+def to_ipv6_sample(result: Ipv6Result) -> Ipv6Sample:
+    return Ipv6Sample(
+        measured_at=result.measured_at,
+        ipv6_ready=result.ipv6_ready,
+        ipv6_only_ready=result.ipv6_only_ready,
+        status=result.status,
+        clock_synced=result.clock_synced,
+    )
+
+
+def to_attempt(row: ScanRow) -> evaluate.TargetAttempt:
+    """One scanned latency or bandwidth result as an attempt against its target."""
+    status = row.fields.get("status")
+    failure = row.fields.get("failure_kind")
+    return evaluate.TargetAttempt(
+        probe_id=row.probe_id,
+        measured_at=row.measured_at,
+        status=Status.OK if status is None else Status(status),
+        failure_kind=None if failure is None else FailureKind(failure),
+    )
+
+
 def line_subject(probe: ProbeRecord) -> Subject:
     return Subject(hamlet=probe.hamlet, isp=probe.isp, probe=probe.probe_id)
 
@@ -127,6 +180,8 @@ class AlertService:
         self.config = config
         self.registry = registry
         self.history = results if isinstance(results, AlertHistoryStore) else None
+        #: Where the rules that need a history read it; None: those rules give no observation.
+        self.results = results if isinstance(results, ResultStore) else None
         self.store = store
         self.deliverer = deliverer
         self._clock = clock
@@ -164,22 +219,157 @@ class AlertService:
 
     # -- evaluation ---------------------------------------------------------------------------
     async def evaluate_results(self, probe_id: str, results: Sequence[Result]) -> None:
-        """Judge accepted results of one probe, oldest first, against every enabled rule."""
+        """Judge accepted results of one probe, oldest first, against every enabled rule. A
+        rule whose store read fails is skipped for this batch (logged); the others go on."""
         probe = await self.registry.get(probe_id)  # the line as declared now
-        subject = line_subject(probe)
         ordered = sorted(results, key=lambda r: r.measured_at)
         for rule in self.config.rules:
             if not rule.enabled:
                 continue
-            for result in ordered:
-                obs = observe_result(rule, result, probe)
-                if obs is not None:
-                    await self.step(rule, subject, obs)
+            try:
+                found = await self._judge(rule, probe, ordered)
+            except StorageUnavailable as exc:
+                log.warning(
+                    "alerts: rule %s not judged for probe %s, the result store failed: %s",
+                    rule.id,
+                    probe_id,
+                    exc.detail,
+                )
+                continue
+            for subject, obs in found:
+                await self.step(rule, subject, obs)
+
+    async def _judge(
+        self, rule: AlertRule, probe: ProbeRecord, ordered: Sequence[Result]
+    ) -> list[tuple[Subject, Observation]]:
+        """The observations ``rule`` makes of one probe's batch, with their subjects."""
+        found: list[Observation | None]
+        match rule:
+            case BelowOwnMedian():
+                found = await self._below_own_median(rule, probe, ordered)
+            case Ipv6ReadinessLost():
+                found = await self._ipv6_readiness_lost(rule, probe, ordered)
+            case TargetUnreachable():
+                return await self._target_unreachable(rule, ordered)
+            case _:
+                found = [observe_result(rule, result, probe) for result in ordered]
+        subject = line_subject(probe)
+        return [(subject, obs) for obs in found if obs is not None]
+
+    async def _scan(
+        self,
+        kind: Kind,
+        start: datetime,
+        end: datetime,
+        fields: Sequence[str],
+        convert: Callable[[ScanRow], T],
+        probes: Sequence[str] | None = None,
+    ) -> list[T]:
+        """Rows of one bounded window, converted page by page (no page outlives its turn)."""
+        found: list[T] = []
+        if self.results is None:
+            return found
+        async for page in self.results.scan(kind, start, end, probes=probes, fields=fields):
+            found.extend(convert(row) for row in page)
+        return found
+
+    async def _below_own_median(
+        self, rule: BelowOwnMedian, probe: ProbeRecord, ordered: Sequence[Result]
+    ) -> list[Observation | None]:
+        """Each bandwidth test against the line's own median over the ``baseline_days`` before
+        it: one scan of this probe's bandwidth results, from the oldest test's baseline start
+        to the newest test (exclusive, so a test is never its own baseline)."""
+        tests = [r for r in ordered if isinstance(r, BandwidthResult)]
+        if not tests or self.results is None:
+            return []
+        days = timedelta(days=rule.baseline_days)
+        history = await self._scan(
+            Kind.BANDWIDTH,
+            tests[0].measured_at - days,
+            tests[-1].measured_at,
+            scanned.SAMPLE_FIELDS,
+            scanned.to_sample,
+            probes=[probe.probe_id],
+        )
+        return [evaluate.below_own_median(rule, to_sample(t, probe), history) for t in tests]
+
+    async def _ipv6_readiness_lost(
+        self, rule: Ipv6ReadinessLost, probe: ProbeRecord, ordered: Sequence[Result]
+    ) -> list[Observation | None]:
+        """Each IPv6 result against whether the line was ready in the ``IPV6_BASELINE`` before
+        it: one scan of this probe's IPv6 results over that window."""
+        tests = [r for r in ordered if isinstance(r, Ipv6Result)]
+        if not tests or self.results is None:
+            return []
+        history = await self._scan(
+            Kind.IPV6,
+            tests[0].measured_at - IPV6_BASELINE,
+            tests[-1].measured_at,
+            scanned.IPV6_SAMPLE_FIELDS,
+            scanned.to_ipv6_sample,
+            probes=[probe.probe_id],
+        )
+        found = []
+        for test in tests:
+            at = test.measured_at
+            window = Period("ipv6-baseline", "range", at - IPV6_BASELINE, at)
+            was_ready = evaluate.was_ipv6_ready(history, window)
+            found.append(evaluate.ipv6_readiness_lost(rule, to_ipv6_sample(test), was_ready))
+        return found
+
+    async def _target_unreachable(
+        self, rule: TargetUnreachable, ordered: Sequence[Result]
+    ) -> list[tuple[Subject, Observation]]:
+        """For each target this batch tested within ``window_min``: one observation about the
+        target (not the probe), from every probe's latest attempt against it in that window
+        (one scan of latency and one of bandwidth results, all probes, three fields)."""
+        now = self._clock()
+        start = now - timedelta(minutes=rule.window_min)
+        tested = {
+            r.target
+            for r in ordered
+            if isinstance(r, LatencyResult | BandwidthResult)
+            and r.target is not None
+            and start <= r.measured_at <= now
+        }
+        if not tested or self.results is None:
+            return []
+        by_target: defaultdict[str, list[evaluate.TargetAttempt]] = defaultdict(list)
+        for kind in TARGET_KINDS:
+            rows = await self._scan(kind, start, now + _INCLUSIVE, TARGET_FIELDS, lambda r: r)
+            for row in rows:
+                target = row.fields.get("target")
+                if target in tested:
+                    by_target[target].append(to_attempt(row))
+        found = []
+        for target in sorted(tested):
+            obs = evaluate.target_unreachable(rule, by_target[target], now)
+            if obs is not None:
+                found.append((Subject(target=target), obs))
+        return found
+
+    async def _month_counts(self, month: Period, now: datetime, probes: list[str]) -> Counter[str]:
+        """Valid download tests per probe in ``month`` up to ``now``: one scan of the month's
+        bandwidth results of ``probes``, counted page by page (no month of rows kept)."""
+        counts: Counter[str] = Counter()
+        if self.results is None or not probes:
+            return counts
+        end = min(month.end, now + _INCLUSIVE)
+        async for page in self.results.scan(
+            Kind.BANDWIDTH, month.start, end, probes=probes, fields=scanned.SAMPLE_FIELDS
+        ):
+            by_probe: defaultdict[str, list[Sample]] = defaultdict(list)
+            for row in page:
+                by_probe[row.probe_id].append(scanned.to_sample(row))
+            for probe_id, page_samples in by_probe.items():
+                counts[probe_id] += evaluate.valid_download_count(page_samples, month)
+        return counts
 
     async def evaluate_schedule(self) -> None:
-        """What time alone decides: probe silence, then a ``Tick`` for every firing or muted
-        alert (reminders fall due, mutes end)."""
+        """What time alone decides: probe silence, each line's sample pace, then a ``Tick``
+        for every firing or muted alert (reminders fall due, mutes end)."""
         now = self._clock()
+        await self._sample_pace(now)
         silent = [r for r in self.config.rules if isinstance(r, ProbeSilent) and r.enabled]
         if silent:
             for probe in await self.registry.probes():
@@ -199,6 +389,24 @@ class AlertService:
                 continue
             if state.phase is Phase.FIRING or state.muted is not None:
                 await self.step(stored_rule, state.subject, Tick())
+
+    async def _sample_pace(self, now: datetime) -> None:
+        """``sample_pace_behind`` for every enabled probe's line, this (Vietnam-time) month."""
+        rules = [r for r in self.config.rules if isinstance(r, SamplePaceBehind) and r.enabled]
+        if not rules or self.results is None:
+            return
+        month = month_of(now)
+        probes = [p for p in await self.registry.probes() if p.enabled]
+        try:
+            counts = await self._month_counts(month, now, [p.probe_id for p in probes])
+        except StorageUnavailable as exc:
+            log.warning("alerts: sample pace not judged, the result store failed: %s", exc.detail)
+            return
+        for probe in probes:
+            for rule in rules:
+                obs = evaluate.sample_pace_behind(rule, counts[probe.probe_id], month, now)
+                if obs is not None:
+                    await self.step(rule, line_subject(probe), obs)
 
     async def act(self, rule_id: str, subject_key: str, event: Event) -> AlertState:
         """Acknowledge, mute or unmute a stored alert (the admin API). ``NotFound`` for an
