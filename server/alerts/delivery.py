@@ -224,7 +224,9 @@ class Deliverer:
         error: str | None
         try:
             sent, error = await asyncio.wait_for(
-                loop.run_in_executor(self._executor, self._send, secret, row.title, row.body),
+                loop.run_in_executor(
+                    self._executor, self._send, secret, row.title, row.body, row.kind
+                ),
                 self._timeout_s,
             )
         except TimeoutError:
@@ -248,14 +250,26 @@ class Deliverer:
         )
         return Outcome(row.notice_id, row.channel, False, error)
 
-    def _send(self, url: str, title: str, body: str) -> tuple[bool, str | None]:
+    def _send(
+        self, url: str, title: str, body: str, kind: str = "firing"
+    ) -> tuple[bool, str | None]:
         """One blocking Apprise call, on a worker thread; the error text is the warnings Apprise
         kept for this call (``AppriseResult.logs``), redacted by the caller."""
         app = apprise.Apprise(asset=apprise.AppriseAsset(secure_logging=True))
         if not app.add(url):
             return False, "Apprise cannot use this channel URL (check its scheme and fields)"
         try:
-            result = app.notify(body=body, title=title, body_format=apprise.NotifyFormat.TEXT)
+            # The notice's kind travels as Apprise's type (a webhook's "type" field, a chat
+            # icon): a recovery is a success, a firing alert or its reminder a warning.
+            notify_type = (
+                apprise.NotifyType.SUCCESS if kind == "resolved" else apprise.NotifyType.WARNING
+            )
+            result = app.notify(
+                body=body,
+                title=title,
+                body_format=apprise.NotifyFormat.TEXT,
+                notify_type=notify_type,
+            )
         except Exception as exc:  # a plugin's bug is this channel's failure, not the worker's
             return False, f"Apprise raised {type(exc).__name__}"
         if result:

@@ -158,6 +158,8 @@ def _relation(rule: AlertRule, obs: Observation) -> str:
     """How the number stands against the threshold: the bad side depends on the rule."""
     upper_bound = rule.kind in ("loaded_latency_above", "probe_silent", "target_unreachable")
     if obs.bad:
+        if rule.kind == "target_unreachable":  # fires at the threshold count itself
+            return "bằng hoặc vượt"
         return "vượt" if upper_bound else "dưới"
     return "trong" if upper_bound else "đạt"
 

@@ -130,7 +130,7 @@ def test_target_alert_has_no_hamlet_links() -> None:
     )
     message = render(out[0], rule, LINKS, Place())
     assert message.title == "[CẢNH BÁO] Máy chủ đo lỗi: máy chủ đo do.example.vn"
-    assert "3 đầu đo vượt ngưỡng 2 đầu đo (3/4 đầu đo: p1, p2, p3)" in message.body
+    assert "3 đầu đo bằng hoặc vượt ngưỡng 2 đầu đo (3/4 đầu đo: p1, p2, p3)" in message.body
     assert message.dashboard_url is None and message.evidence_url is None
     assert "Biểu đồ" not in message.body
 

@@ -184,6 +184,8 @@ async def test_fires_once_resolves_once_across_a_restart(
     titles = [b["title"] for b in receiver.received["vnpt"]]
     assert [t.split("]")[0] for t in titles] == ["[CẢNH BÁO", "[ĐÃ KHÔI PHỤC"]
     assert "đã khôi phục" in receiver.received["vnpt"][1]["message"].lower()
+    # Apprise's notice type, which a ticketing system can route on: a warning, then a success.
+    assert [b["type"] for b in receiver.received["vnpt"]] == ["warning", "success"]
     assert len(receiver.received["office"]) == 2
     assert "viettel" not in receiver.received
 
