@@ -42,8 +42,9 @@ PHASE_VI: Mapping[Phase, str] = {
     Phase.FIRING: "Đang cảnh báo",
     Phase.RESOLVED: "Đã khôi phục",
 }
-#: Decimals shown per unit: speeds to 0.1 Mb/s, the rest whole.
-_DIGITS: Mapping[str, int] = {"Mb/s": 1}
+#: Decimals shown per unit: speeds to 0.1 Mb/s, silence to 0.1 minute (15.4 minutes over a
+#: 15-minute bound must not read "15 phút vượt ngưỡng 15 phút"), the rest whole.
+_DIGITS: Mapping[str, int] = {"Mb/s": 1, "phút": 1}
 
 
 @dataclass(frozen=True, slots=True)

@@ -137,7 +137,8 @@ def test_target_alert_has_no_hamlet_links() -> None:
 
 def test_vietnamese_numbers_and_durations() -> None:
     assert vn_value(1234.56, "Mb/s") == "1.234,6 Mb/s"
-    assert vn_value(15.0, "phút") == "15 phút"
+    assert vn_value(15.0, "phút") == "15,0 phút"
+    assert vn_value(15.4, "phút") == "15,4 phút"  # not "15 phút" over a 15-minute bound
     assert vn_value(None, "Mb/s") == "—"
     assert vn_duration(timedelta(days=2, hours=3, minutes=4)) == "2 ngày 3 giờ"
     assert vn_duration(timedelta(minutes=65)) == "1 giờ 5 phút"
