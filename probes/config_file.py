@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 
 class ConfigFileError(ValueError):
@@ -86,14 +87,31 @@ def explain_by_key(
     file = str(path) if path else "settings"
     lines, sources = [], set()
     for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        key = _dotted_key(err)
         variable = environment_source(err["loc"], env_prefix)
         sources.add("environment" if variable else file)
         if variable:
             key = f"{key} (from {variable})"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = f"unknown key (check its spelling against {reference})"
-        lines.append(f"  {key}: {msg}")
+        lines.append(f"  {key}: {_message(err, reference)}")
     blamed = ", ".join(source for source in (file, "environment") if source in sources)
     return "\n".join([f"{what} ({blamed}):", *lines])
+
+
+def explain_file_errors(exc: ValidationError, what: str, origin: str, reference: str) -> str:
+    """``explain_by_key`` for a file no environment variable overrides (the plan, the alerts):
+    one line per error, led by its dotted key. Input values are never quoted (an alerts file
+    holds channel URLs with passwords in them)."""
+    lines = [f"{what} ({origin}):"]
+    for err in exc.errors(include_url=False, include_input=False):
+        lines.append(f"  {_dotted_key(err)}: {_message(err, reference)}")
+    return "\n".join(lines)
+
+
+def _dotted_key(err: ErrorDetails) -> str:
+    return ".".join(str(p) for p in err["loc"]) or "(top level)"
+
+
+def _message(err: ErrorDetails, reference: str) -> str:
+    if err["type"] == "extra_forbidden":
+        return f"unknown key (check its spelling against {reference})"
+    return err["msg"].removeprefix("Value error, ")

@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from probes.config_file import ConfigFileError, read_mapping
+from probes.config_file import ConfigFileError, explain_file_errors, read_mapping
 from probes.models import Identifier
 from server.compliance.rules import GIGABIT_MEAN_MBPS
 from server.errors import ConfigError
@@ -278,14 +278,7 @@ def _explain(exc: ValidationError, origin: str) -> str:
     """One line per error, led by the dotted key (``rules.2.below_declared.fraction: ...``).
     Only the message and the key: pydantic's own text would echo the input, which may be a
     channel URL with a password in it."""
-    lines = [f"invalid alerts configuration ({origin}):"]
-    for err in exc.errors(include_url=False, include_input=False):
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against docs/alerts.md)"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    return explain_file_errors(exc, "invalid alerts configuration", origin, "docs/alerts.md")
 
 
 def parse_alerts(data: dict[str, Any], origin: str = "alerts") -> AlertsConfig:

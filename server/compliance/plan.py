@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from probes.config_file import ConfigFileError, read_mapping
+from probes.config_file import ConfigFileError, explain_file_errors, read_mapping
 from probes.models import Identifier
 from server.compliance.rules import RULES, Basis, Target
 from server.compliance.stats import VIETNAM, Deadline, parse_deadline
@@ -156,14 +156,9 @@ class Plan(_Strict):
 def _explain(exc: ValidationError, origin: str) -> str:
     """One line per error, led by the dotted key (``indicators.3.basis: unknown basis ...``).
     The plan has no environment overrides, so unlike the settings files only the file is blamed."""
-    lines = [f"invalid plan ({origin}):"]
-    for err in exc.errors(include_url=False):
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key (check its spelling against docs/methodology.md, 'The plan as data')"
-        lines.append(f"  {key}: {msg}")
-    return "\n".join(lines)
+    return explain_file_errors(
+        exc, "invalid plan", origin, "docs/methodology.md, 'The plan as data'"
+    )
 
 
 def parse_plan(data: dict[str, Any], origin: str = "plan") -> Plan:
