@@ -249,6 +249,11 @@ class Agent:
             await self.write_status()
         except Exception as exc:  # APScheduler would log it and run the job again: count it too
             self._record_crash(f"test.{kind.value}", exc)
+        except asyncio.CancelledError:
+            # Abandoned at shutdown (``run`` cancels running tests on SIGTERM): nothing was
+            # spooled for it, and it is no crash. Ending here keeps APScheduler from logging the
+            # cancellation as a job failure with a traceback.
+            log.info("%s test abandoned at shutdown", kind.value)
         finally:
             if task is not None:
                 self._running.discard(task)
