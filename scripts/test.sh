@@ -20,6 +20,7 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v node >/dev/null || need+=(nodejs)
 command -v chromium >/dev/null || need+=(chromium)  # the compliance page's browser test
 command -v minisign >/dev/null || need+=(minisign)  # evidence exports verify with it (docs/evidence.md)
+command -v pdftotext >/dev/null || need+=(poppler-utils)  # the PDFs' text and pages (pdftoppm)
 if [ ${#need[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
