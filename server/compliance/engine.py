@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal, TypeVar
 
 from probes.models import Access, Kind, Status
-from server.compliance import rules
+from server.compliance import cached_samples, rules
 from server.compliance.plan import Indicator, Plan, PlanInfo
 from server.compliance.rules import (
     DeadlineStatus,
@@ -29,10 +29,12 @@ from server.compliance.rules import (
     Verdict,
     VerdictKind,
 )
-from server.compliance.samples import to_ipv6_sample, to_sample
+from server.compliance.samples import to_ipv6_sample
 from server.compliance.stats import Period, month_of, vietnam_time
 from server.errors import BadRequest
+from server.storage import month_cache
 from server.storage.base import ScanRow
+from server.storage.month_cache import MonthCache
 
 if TYPE_CHECKING:
     from server.registry import Registry
@@ -293,14 +295,14 @@ def combine_months(kinds: Sequence[VerdictKind]) -> VerdictKind:
     return VerdictKind.INSUFFICIENT_DATA
 
 
-def _month_rule(rule_id: str) -> Callable[[Sequence[Sample], Line, Period], Verdict]:
+def _month_rule(rule_id: str) -> Callable[[rules.LineMonthStats, Line, Period], Verdict]:
     if rule_id == rules.FIXED_GIGABIT.id:
-        return rules.fixed_gigabit
+        return rules.fixed_gigabit_stats
     if rule_id == rules.QCVN34_DECLARED.id:
-        return rules.qcvn34_declared
+        return rules.qcvn34_declared_stats
     if rule_id == rules.MOBILE_4G.id:
-        return lambda samples, _line, window: rules.mobile_4g(samples, window)
-    return lambda samples, _line, window: rules.mobile_5g(samples, window)
+        return lambda stats, _line, window: rules.mobile_4g_stats(stats, window)
+    return lambda stats, _line, window: rules.mobile_5g_stats(stats, window)
 
 
 def _download_count(samples: Sequence[Sample], month: Period) -> int:
@@ -319,23 +321,30 @@ def _is_silent(probe: ProbeLine, now: datetime) -> bool:
 def _line_report(
     probe: ProbeLine, samples: Sequence[Sample], period: Period, now: datetime
 ) -> LineReport:
-    months = _months(period, now)
     buckets = _by_month(samples)
+    # One pass over each month's samples serves every rule of the line (rules.stats_for_line).
+    stats = {
+        m.start: rules.stats_for_line(buckets.get(month_of(m.start).label, []), probe.line, m)
+        for m in _months(period, now)
+    }
+    windows = {m.start: m for m in _months(period, now)}
     line_rules = []
     for rule_id in _MONTH_RULES.get(probe.line.access, ()):
         judge = _month_rule(rule_id)
-        verdicts = tuple(
-            judge(buckets.get(month_of(m.start).label, []), probe.line, m) for m in months
-        )
+        verdicts = tuple(judge(stats[at], probe.line, m) for at, m in windows.items())
         line_rules.append(
             LineRule(rule_id, combine_months([v.verdict for v in verdicts]), verdicts)
         )
-    sufficiency = tuple(
-        rules.sufficiency(_download_count(buckets.get(m.label, []), m), month_of(m.start), now)
-        for m in period.months()
-        if m.start < now
-    )
-    return LineReport(probe, tuple(line_rules), sufficiency, _is_silent(probe, now))
+    sufficiency = []
+    for m in period.months():
+        if m.start >= now:
+            continue
+        whole = windows.get(m.start) == m  # the period covers the month: its figures serve
+        count = (
+            stats[m.start].with_download if whole else _download_count(buckets.get(m.label, []), m)
+        )
+        sufficiency.append(rules.sufficiency(count, month_of(m.start), now))
+    return LineReport(probe, tuple(line_rules), tuple(sufficiency), _is_silent(probe, now))
 
 
 def _hand_entry(
@@ -600,7 +609,11 @@ async def evaluate(
     isp: str | None = None,
 ) -> ComplianceReport:
     """Gather the period's data from the registry and the store, then ``compute``. Filters are
-    checked before any scan, so a bad one costs no query."""
+    checked before any scan, so a bad one costs no query.
+
+    Bandwidth samples come through the sample cache in ``settings.data_dir``
+    (``cached_samples``), opened for this call (a few milliseconds); IPv6 and latency results
+    (few and small) are scanned as before."""
     communes = [CommuneInfo(c.code, c.name, c.province) for c in settings.communes]
     hamlets = [
         HamletInfo(h.code, h.name, h.commune, h.population, h.adults, h.households, tuple(h.isps))
@@ -615,8 +628,10 @@ async def evaluate(
         h.code for h in hamlets if commune in (None, h.commune) and hamlet in (None, h.code)
     }
     wanted = [p.probe_id for p in probes if p.line.hamlet in in_scope and isp in (None, p.line.isp)]
+    async with MonthCache(settings.data_dir / month_cache.FILE_NAME) as cache:
+        bandwidth = await cached_samples.bandwidth_samples(store, cache, period, wanted)
     evidence = Evidence(
-        bandwidth=await _scan(store, Kind.BANDWIDTH, period, wanted, to_sample),
+        bandwidth=bandwidth,
         ipv6=await _scan(store, Kind.IPV6, period, wanted, to_ipv6_sample),
         other=await _scan(
             store, Kind.LATENCY, period, wanted, _presence_sample, fields=_PRESENCE_FIELDS

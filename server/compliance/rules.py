@@ -21,7 +21,9 @@ from server.compliance.stats import (
     Deadline,
     Period,
     is_peak_hour,
-    summarize,
+    mean,
+    median,
+    percentile,
     vietnam_time,
 )
 
@@ -395,17 +397,6 @@ def _uploads(samples: Iterable[Sample]) -> list[float]:
     return [s.upload_mbps for s in samples if s.upload_mbps is not None]
 
 
-def _share_at_least(values: Sequence[float], floor: float) -> float | None:
-    return 100.0 * sum(v >= floor for v in values) / len(values) if values else None
-
-
-def _floor_met(values: Sequence[float], floor: float) -> bool | None:
-    """≥ 95 % of ``values`` reach ``floor``, in integers so no rounding decides a tie."""
-    if not values:
-        return None
-    return 100 * sum(v >= floor for v in values) >= FLOOR_SHARE_PCT * len(values)
-
-
 def _at_least(observed: float | None, required: float) -> bool | None:
     return None if observed is None else observed >= required
 
@@ -430,7 +421,161 @@ def _fmt_mbps(value: float) -> str:
 # -- Fixed broadband ----------------------------------------------------------------------------
 
 
+# What the bandwidth rules read of one line-month, computed once from its samples
+# (``line_month_stats``). The sets, each named for the rule that reads it (docs/methodology.md,
+# "Valid samples"): ``valid``, the general filter, QCVN 34's Pd/Pu; ``capable``, valid with a
+# download on a port of at least 2.5 Gb/s (fixed-gigabit); ``peak``, capable downloads started
+# 19:00-23:00 Vietnam time; ``access``, valid, of the rule's access (4G/5G), with a download.
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One direction's per-sample speeds over one set: n, mean (``math.fsum`` ÷ n), median (the
+    mean of the two middle values for an even n), p5 (nearest rank, ``stats.nearest_rank``) and,
+    for each floor asked for, how many values are at or above it. None where n is 0."""
+
+    n: int
+    mean: float | None
+    median: float | None
+    p5: float | None
+    at_least: Mapping[float, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SampleSet:
+    """A set of samples: why the others were left out (reason → count, sorted), and its figures
+    per direction (a sample without a value in a direction is not among that direction's n)."""
+
+    exclusions: Mapping[str, int]
+    download: Figures
+    upload: Figures
+
+
+@dataclass(frozen=True, slots=True)
+class LineMonthStats:
+    """What the bandwidth rules read of one line over one window (a month, or part of one).
+
+    ``with_download`` counts valid samples with a download (sample sufficiency, and whether the
+    fixed-gigabit link check applies); ``max_link_mbps`` is the fastest port among them.
+    ``answered`` maps each access tag to the results in the window with status ok and a clock not
+    known unsynchronised (presence), ``total`` counts every result in the window."""
+
+    total: int
+    valid: SampleSet
+    with_download: int
+    max_link_mbps: float | None
+    capable: SampleSet
+    peak: Figures
+    access: SampleSet
+    answered: Mapping[str, int] = field(default_factory=dict)
+
+
+def figures(values: Sequence[float], floors: Iterable[float] = ()) -> Figures:
+    """n, mean, median, p5 and at-or-above counts of one direction's per-sample speeds."""
+    return Figures(
+        n=len(values),
+        mean=mean(values),
+        median=median(values),
+        p5=percentile(values, 5),
+        at_least={floor: sum(v >= floor for v in values) for floor in sorted(set(floors))},
+    )
+
+
+def _sample_set(filtered: Filtered, floors: Sequence[float]) -> SampleSet:
+    return SampleSet(
+        filtered.exclusions,
+        figures(_downloads(filtered.valid), floors),
+        figures(_uploads(filtered.valid), floors),
+    )
+
+
+def _fast_link(sample: Sample) -> Exclusion | None:
+    if sample.link_speed_mbps is None:
+        return Exclusion.LINK_UNKNOWN
+    return Exclusion.LINK_BELOW_2500 if sample.link_speed_mbps < GIGABIT_LINK_MBPS else None
+
+
+def line_month_stats(
+    samples: Sequence[Sample],
+    window: Period,
+    *,
+    accesses: Iterable[Access | str],
+    floors: Sequence[float] = (),
+) -> LineMonthStats:
+    """What the bandwidth rules read of one line over ``window``, from its samples, in one place
+    whichever store they came from. ``accesses`` are the access tags the mobile rule counts,
+    ``floors`` the speeds whose at-or-above counts the rules read (``line_floors``)."""
+    wanted = frozenset(Access(a) for a in accesses)
+    general = valid_samples(samples, window)
+    with_download = valid_samples(samples, window, keep=_has_download)
+    capable = valid_samples(samples, window, keep=lambda s: _has_download(s) or _fast_link(s))
+
+    def access_ok(sample: Sample) -> Exclusion | None:
+        if sample.access is not None and sample.access not in wanted:
+            return Exclusion.OTHER_ACCESS
+        return _has_download(sample)
+
+    links = [s.link_speed_mbps for s in with_download.valid if s.link_speed_mbps is not None]
+    answered: Counter[str] = Counter()
+    for s in samples:
+        if window.contains(s.measured_at) and s.status is Status.OK and s.clock_synced is not False:
+            answered["" if s.access is None else s.access.value] += 1
+    return LineMonthStats(
+        total=sum(window.contains(s.measured_at) for s in samples),
+        valid=_sample_set(general, floors),
+        with_download=len(with_download.valid),
+        max_link_mbps=max(links) if links else None,
+        capable=_sample_set(capable, floors),
+        peak=figures(_downloads(s for s in capable.valid if is_peak_hour(s.measured_at)), floors),
+        access=_sample_set(valid_samples(samples, window, keep=access_ok), floors),
+        answered=dict(sorted(answered.items())),
+    )
+
+
+def gigabit_floor(line: Line) -> tuple[float, str]:
+    """The fixed-gigabit peak-hour floor of ``line`` and where it comes from (adopt item 4c)."""
+    if line.declared_min_down_mbps is not None:
+        return line.declared_min_down_mbps, "declared minimum (Vdmin) of the operator"
+    return GIGABIT_DEFAULT_FLOOR_MBPS, "30 % of 1 Gb/s, by analogy to QCVN 126:2021 (30/100 Mb/s)"
+
+
+def line_floors(line: Line) -> tuple[frozenset[Access], tuple[float, ...]]:
+    """The access tags and floors ``line_month_stats`` needs for the rules judged on ``line``."""
+    if line.access is Access.FIBER:
+        return frozenset({Access.FIBER}), (gigabit_floor(line)[0],)
+    if line.access is Access.LTE:
+        return frozenset({Access.LTE}), (LTE_FLOOR_MBPS,)
+    return frozenset({Access.NR}), (NR_FLOOR_MBPS,)
+
+
+def stats_for_line(samples: Sequence[Sample], line: Line, window: Period) -> LineMonthStats:
+    """``line_month_stats`` with the accesses and floors of the rules judged on ``line``: what
+    every ``*_stats`` rule of that line reads (the engine computes it once per line-month)."""
+    accesses, floors = line_floors(line)
+    return line_month_stats(samples, window, accesses=accesses, floors=floors)
+
+
+def _aggregate(fig: Figures) -> Aggregate:
+    return Aggregate(fig.n, fig.mean, fig.median, fig.p5)
+
+
+def _share(fig: Figures, floor: float) -> float | None:
+    return 100.0 * fig.at_least[floor] / fig.n if fig.n else None
+
+
+def _floor_reached(fig: Figures, floor: float) -> bool | None:
+    """≥ 95 % of the values reach ``floor``, in integers so no rounding decides a tie."""
+    if not fig.n:
+        return None
+    return 100 * fig.at_least[floor] >= FLOOR_SHARE_PCT * fig.n
+
+
 def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verdict:
+    """``fixed_gigabit_stats`` over ``samples`` (the reference path: ``line_month_stats``)."""
+    return fixed_gigabit_stats(stats_for_line(samples, line, window), line, window)
+
+
+def fixed_gigabit_stats(stats: LineMonthStats, line: Line, window: Period) -> Verdict:
     """Fixed broadband "> 1 Gb/s" for one probe line over one month (rule ``fixed-gigabit``).
 
     hamletnet's rule for the plan's appendix I.1.2 and II.1.1, modelled on QCVN 81:2019 §2.1.5
@@ -446,32 +591,16 @@ def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verd
     """
     if line.access is not Access.FIBER:
         return _not_applicable(FIXED_GIGABIT, window, f"đường dây {line.access.value}")
-    general = valid_samples(samples, window, keep=_has_download)
-    links = [s.link_speed_mbps for s in general.valid]
-
-    def fast_link(sample: Sample) -> Exclusion | None:
-        if sample.link_speed_mbps is None:
-            return Exclusion.LINK_UNKNOWN
-        return Exclusion.LINK_BELOW_2500 if sample.link_speed_mbps < GIGABIT_LINK_MBPS else None
-
-    capable = valid_samples(samples, window, keep=lambda s: _has_download(s) or fast_link(s))
-    downloads = _downloads(capable.valid)
-    peak = _downloads(s for s in capable.valid if is_peak_hour(s.measured_at))
-    if line.declared_min_down_mbps is not None:
-        floor, floor_note = line.declared_min_down_mbps, "declared minimum (Vdmin) of the operator"
-    else:
-        floor = GIGABIT_DEFAULT_FLOOR_MBPS
-        floor_note = "30 % of 1 Gb/s, by analogy to QCVN 126:2021 (30/100 Mb/s)"
-    down = summarize(downloads)
-    known_links = [v for v in links if v is not None]
+    floor, floor_note = gigabit_floor(line)
+    down, peak = stats.capable.download, stats.peak
     link_check = Check(
         "link",
         "Tốc độ cổng",
         "Port speed",
-        max(known_links) if known_links else None,
+        stats.max_link_mbps,
         GIGABIT_LINK_MBPS,
         "Mb/s",
-        bool(downloads) if general.valid else None,
+        bool(down.n) if stats.with_download else None,
         "≥ 2.5 GbE probe port and ONT port negotiated above 1 Gb/s",
     )
     checks = (
@@ -490,31 +619,31 @@ def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verd
             "peak_floor",
             "Mẫu giờ cao điểm đạt ngưỡng sàn",
             "Peak-hour samples at or above the floor",
-            _share_at_least(peak, floor),
+            _share(peak, floor),
             float(FLOOR_SHARE_PCT),
             "%",
-            _floor_met(peak, floor),
+            _floor_reached(peak, floor),
             f"floor {_fmt_mbps(floor)}: {floor_note}; peak 19:00–23:00 Vietnam time",
         ),
-        _samples_check(len(downloads), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+        _samples_check(down.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
     )
     record = _verdict_factory(
         FIXED_GIGABIT,
         window,
-        n=len(downloads),
-        download=down,
-        upload=summarize(_uploads(capable.valid)),
-        peak_download=summarize(peak),
+        n=down.n,
+        download=_aggregate(down),
+        upload=_aggregate(stats.capable.upload),
+        peak_download=_aggregate(peak),
         checks=checks,
-        exclusions=capable.exclusions,
-        counts=_counts("download", len(downloads)),
+        exclusions=stats.capable.exclusions,
+        counts=_counts("download", down.n),
     )
-    if general.valid and not downloads:
-        if known_links and max(known_links) <= 1000:
+    if stats.with_download and not down.n:
+        fastest = stats.max_link_mbps
+        if fastest is not None and fastest <= 1000:
             port_vi, port_en = "cổng 1 GbE", "1 GbE port"
-        elif known_links:
-            port_vi = port_en = f"{max(known_links):g} Mb/s"
-            port_vi, port_en = f"cổng {port_vi}", f"{port_en} port"
+        elif fastest is not None:
+            port_vi, port_en = f"cổng {fastest:g} Mb/s", f"{fastest:g} Mb/s port"
         else:
             port_vi, port_en = "không rõ tốc độ cổng", "port speed not reported"
         return record(
@@ -522,9 +651,9 @@ def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verd
             f"không kiểm chứng được: {port_vi}",
             f"not verifiable above 0.94 Gb/s: {port_en}",
         )
-    if len(downloads) < VNNIC_MIN_SAMPLES:
-        return record(*_too_few(len(downloads), VNNIC_MIN_SAMPLES))
-    if not peak:
+    if down.n < VNNIC_MIN_SAMPLES:
+        return record(*_too_few(down.n, VNNIC_MIN_SAMPLES))
+    if not peak.n:
         return record(
             VerdictKind.INSUFFICIENT_DATA,
             "chưa đủ mẫu: không có mẫu giờ cao điểm (19:00–23:00)",
@@ -534,6 +663,11 @@ def fixed_gigabit(samples: Sequence[Sample], line: Line, window: Period) -> Verd
 
 
 def qcvn34_declared(samples: Sequence[Sample], line: Line, window: Period) -> Verdict:
+    """``qcvn34_declared_stats`` over ``samples`` (the reference path)."""
+    return qcvn34_declared_stats(stats_for_line(samples, line, window), line, window)
+
+
+def qcvn34_declared_stats(stats: LineMonthStats, line: Line, window: Period) -> Verdict:
     """Pd ≥ 0.8·Vd and Pu ≥ 0.8·Vu against the operator's declared speeds (rule
     ``qcvn34-declared-speed``), modelled on QCVN 34:2022/BTTTT §2.1 (secondary source: the
     official text of Circular 20/2022/TT-BTTTT was not read).
@@ -545,8 +679,7 @@ def qcvn34_declared(samples: Sequence[Sample], line: Line, window: Period) -> Ve
     """
     if line.access is not Access.FIBER:
         return _not_applicable(QCVN34_DECLARED, window, f"đường dây {line.access.value}")
-    filtered = valid_samples(samples, window)
-    down, up = summarize(_downloads(filtered.valid)), summarize(_uploads(filtered.valid))
+    down, up = _aggregate(stats.valid.download), _aggregate(stats.valid.upload)
     checks: list[Check] = []
     kinds: list[VerdictKind] = []
     for name, vi, en, agg, declared in (
@@ -571,7 +704,7 @@ def qcvn34_declared(samples: Sequence[Sample], line: Line, window: Period) -> Ve
         download=down,
         upload=up,
         checks=tuple(checks),
-        exclusions=filtered.exclusions,
+        exclusions=stats.valid.exclusions,
         counts=(
             SampleCount("download", down.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
             SampleCount("upload", up.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
@@ -598,59 +731,65 @@ def qcvn34_declared(samples: Sequence[Sample], line: Line, window: Period) -> Ve
 # -- Mobile -------------------------------------------------------------------------------------
 
 
-def _access_is(*wanted: Access) -> Callable[[Sample], Exclusion | None]:
-    def keep(sample: Sample) -> Exclusion | None:
-        if sample.access is not None and sample.access not in wanted:
-            return Exclusion.OTHER_ACCESS
-        return _has_download(sample)
-
-    return keep
+def _mobile_stats(samples: Sequence[Sample], window: Period, access: Access) -> LineMonthStats:
+    accesses, floors = line_floors(Line("", "", access))
+    return line_month_stats(samples, window, accesses=accesses, floors=floors)
 
 
 def mobile_4g(samples: Sequence[Sample], window: Period) -> Verdict:
+    """``mobile_4g_stats`` over ``samples`` (the reference path)."""
+    return mobile_4g_stats(_mobile_stats(samples, window, Access.LTE), window)
+
+
+def mobile_4g_stats(stats: LineMonthStats, window: Period) -> Verdict:
     """4G: ≥ 95 % of samples download at ≥ 40 Mb/s (rule ``mobile-4g``), labelled draft/target.
 
     Source: draft Amendment 1:2023 to QCVN 81:2019/BTTTT (fixed 40 Mb/s floor in LTE zones,
     reached by 95 % of samples; adoption not found) and Decision 1110/QĐ-BTTTT (2 Jul 2024), which
     sets 4G ≥ 40 Mb/s measured with i-Speed. The 300-sample minimum is VNNIC's, applied here too.
+    ``stats.access`` must count 4G samples with the 40 Mb/s floor (``line_floors``).
     """
-    filtered = valid_samples(samples, window, keep=_access_is(Access.LTE))
-    downloads = _downloads(filtered.valid)
+    down = stats.access.download
     checks = (
         Check(
             "floor",
             "Mẫu tải xuống ≥ 40 Mb/s",
             "Download samples ≥ 40 Mb/s",
-            _share_at_least(downloads, LTE_FLOOR_MBPS),
+            _share(down, LTE_FLOOR_MBPS),
             float(FLOOR_SHARE_PCT),
             "%",
-            _floor_met(downloads, LTE_FLOOR_MBPS),
+            _floor_reached(down, LTE_FLOOR_MBPS),
             "draft/target: draft Amendment 1:2023 QCVN 81; 1110/QĐ-BTTTT",
         ),
-        _samples_check(len(downloads), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
+        _samples_check(down.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
     )
     record = _verdict_factory(
         MOBILE_4G,
         window,
-        n=len(downloads),
-        download=summarize(downloads),
-        upload=summarize(_uploads(filtered.valid)),
+        n=down.n,
+        download=_aggregate(down),
+        upload=_aggregate(stats.access.upload),
         checks=checks,
-        exclusions=filtered.exclusions,
-        counts=_counts("download", len(downloads)),
+        exclusions=stats.access.exclusions,
+        counts=_counts("download", down.n),
     )
-    if len(downloads) < VNNIC_MIN_SAMPLES:
-        return record(*_too_few(len(downloads), VNNIC_MIN_SAMPLES))
+    if down.n < VNNIC_MIN_SAMPLES:
+        return record(*_too_few(down.n, VNNIC_MIN_SAMPLES))
     return _by_checks(record, checks[:1])
 
 
 def mobile_5g(samples: Sequence[Sample], window: Period) -> Verdict:
+    """``mobile_5g_stats`` over ``samples`` (the reference path)."""
+    return mobile_5g_stats(_mobile_stats(samples, window, Access.NR), window)
+
+
+def mobile_5g_stats(stats: LineMonthStats, window: Period) -> Verdict:
     """5G per QCVN 126:2021/BTTTT §2.1.5.2 (rule ``mobile-5g``): mean download ≥ 100 Mb/s, mean
     upload ≥ 30 Mb/s, ≥ 95 % of samples download at ≥ 30 Mb/s. 300 valid samples per direction
-    (VNNIC's minimum) are required before judging."""
-    filtered = valid_samples(samples, window, keep=_access_is(Access.NR))
-    downloads, uploads = _downloads(filtered.valid), _uploads(filtered.valid)
-    down, up = summarize(downloads), summarize(uploads)
+    (VNNIC's minimum) are required before judging. ``stats.access`` must count 5G samples with the
+    30 Mb/s floor (``line_floors``)."""
+    down_fig = stats.access.download
+    down, up = _aggregate(down_fig), _aggregate(stats.access.upload)
     checks = (
         Check(
             "mean_download",
@@ -674,21 +813,21 @@ def mobile_5g(samples: Sequence[Sample], window: Period) -> Verdict:
             "floor",
             "Mẫu tải xuống ≥ 30 Mb/s",
             "Download samples ≥ 30 Mb/s",
-            _share_at_least(downloads, NR_FLOOR_MBPS),
+            _share(down_fig, NR_FLOOR_MBPS),
             float(FLOOR_SHARE_PCT),
             "%",
-            _floor_met(downloads, NR_FLOOR_MBPS),
+            _floor_reached(down_fig, NR_FLOOR_MBPS),
         ),
         _samples_check(min(down.n, up.n), VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
     )
     record = _verdict_factory(
         MOBILE_5G,
         window,
-        n=len(downloads),
+        n=down.n,
         download=down,
         upload=up,
         checks=checks,
-        exclusions=filtered.exclusions,
+        exclusions=stats.access.exclusions,
         counts=(
             SampleCount("download", down.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
             SampleCount("upload", up.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),

@@ -1,9 +1,10 @@
 """The statistics every compliance figure uses, and Vietnam-time months, quarters and peak hours.
 
 One percentile definition lives here (``nearest_rank``/``percentile``) and nothing else in the
-server computes a percentile of its own: the storage adapters ask ``nearest_rank`` which sorted
-value to fetch, so SQLite (``ORDER BY ... LIMIT 1 OFFSET rank-1``) and InfluxDB 1.x
-(``PERCENTILE()``) give the same number. See docs/methodology.md, "Statistics".
+server computes a percentile of its own: every figure is computed here in Python from the samples
+(which both storage adapters give alike), never by a database, and ``nearest_rank`` is the rank
+InfluxDB 1.x's ``PERCENTILE()`` picks, so a figure checked by hand in InfluxQL agrees. See
+docs/methodology.md, "Statistics".
 """
 
 from __future__ import annotations
@@ -130,7 +131,11 @@ class Period:
     end: datetime
 
     def contains(self, at: datetime) -> bool:
-        return self.start <= vietnam_time(at).astimezone(UTC) < self.end
+        """Whether ``start <= at < end``; aware datetimes compare as instants, whatever their
+        zone (naive ones are refused)."""
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"{at.isoformat()} has no timezone: pass UTC-aware datetimes")
+        return self.start <= at < self.end
 
     @property
     def duration(self) -> timedelta:

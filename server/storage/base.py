@@ -144,3 +144,9 @@ class ResultStore(Protocol):
         database fails.
         """
         ...
+
+    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
+        """How many results of ``kind`` each probe has with ``start <= measured_at < end``, in
+        one aggregate query (probes with none are absent): what tells whether a cached month of
+        samples (``month_cache``) is still whole. Raises ``StorageUnavailable``."""
+        ...

@@ -432,6 +432,23 @@ class InfluxStore:
             span = min(max(span, _MICROSECOND), longest)
             start = stop
 
+    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
+        """``SELECT COUNT(result_id) ... GROUP BY probe``: every point carries ``result_id`` (it
+        names the result, ``lineprotocol``), whatever else the result leaves unset. A point's
+        time is ``measured_at`` plus under a microsecond (``ledger``), and both bounds are whole
+        microseconds, so the window holds the same results as ``scan``'s."""
+        start_ns, end_ns = datetime_to_ns(start), datetime_to_ns(end)
+        if start_ns >= end_ns:
+            return {}
+        statement = _select(
+            f"COUNT({quote_ident('result_id')})",
+            self._source(self._measurements[Kind(kind)]),
+            [f"time >= {start_ns}", f"time < {end_ns}"],
+            f"GROUP BY {quote_ident('probe')}",
+        )
+        (result,) = await self._query([statement])
+        return {str(row["probe"]): int(row["count"]) for _, row in _rows(result) if row["count"]}
+
     def _source(self, measurement: str) -> str:
         if self._retention_policy is None:
             return quote_ident(measurement)

@@ -21,17 +21,15 @@ a result that old is refused before it reaches the store. The pure planning step
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from server.errors import StorageUnavailable
 from server.storage.base import Refused, StoredResult, WriteOutcome
+from server.storage.sqlite_thread import SqliteThread, transaction
 
 T = TypeVar("T")
 
@@ -169,37 +167,23 @@ def _reused(result_id: str) -> str:
 
 
 class Ledger:
-    """The ledger's SQLite file (or memory), used from one worker thread."""
+    """The ledger's SQLite file (or memory), used from one worker thread (``SqliteThread``)."""
 
     def __init__(self, path: Path | None) -> None:
         """``path`` None keeps the ledger in memory: it is then rebuilt from InfluxDB at every
         start (``InfluxStore`` does that), which is right but slow for a large database."""
-        self._path = path
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # used only in the worker thread
+        # FULL: a pending row must survive a power cut that the /write after it survives.
+        self._db = SqliteThread(path, what="InfluxDB ledger", synchronous="FULL")
 
     @property
     def where(self) -> str:
-        return str(self._path) if self._path is not None else "(in memory)"
+        return self._db.where
 
     async def open(self) -> None:
-        if self._executor is not None:
-            return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="influx-ledger")
-        try:
-            await self._run(self._open)
-        except BaseException:
-            await self.close()
-            raise
+        await self._db.open(_SCHEMA)
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
+        await self._db.close()
 
     async def get_meta(self, key: str) -> str | None:
         return await self._run(self._get_meta, key)
@@ -229,42 +213,12 @@ class Ledger:
         return await self._run(self._prune, before_ns)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        executor = self._executor
-        if executor is None:
-            raise StorageUnavailable(f"InfluxDB ledger {self.where} is not started or is closed")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(
-                f"InfluxDB ledger {self.where} failed ({type(exc).__name__}: {exc}): check that"
-                " the data directory exists, is writable and the disk is not full"
-            ) from exc
+        return await self._db.run(func, *args)
 
     # Everything below runs in the worker thread.
 
-    def _open(self) -> None:
-        conn = sqlite3.connect(self._path or ":memory:", isolation_level=None)
-        try:
-            if self._path is not None:
-                conn.execute("PRAGMA journal_mode=WAL")
-                # FULL: a pending row must survive a power cut that the /write after it survives.
-                conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(_SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
-
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.OperationalError("the connection is closed")
-        return self._conn
+        return self._db.connection()
 
     def _get_meta(self, key: str) -> str | None:
         row = self._connection().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -280,7 +234,7 @@ class Ledger:
 
     def _add_written(self, rows: list[tuple[str, str, str, int]]) -> None:
         conn = self._connection()
-        with _transaction(conn):
+        with transaction(conn):
             conn.executemany(
                 "INSERT OR IGNORE INTO points"
                 " (result_id, probe_id, measurement, time_ns, content, written)"
@@ -290,7 +244,7 @@ class Ledger:
 
     def _plan(self, entries: list[Entry]) -> list[Step]:
         conn = self._connection()
-        with _transaction(conn):
+        with transaction(conn):
             known = self._known(conn, sorted({e.result_id for e in entries}))
             taken: dict[tuple[str, str, int], set[int]] = {}
             for key in sorted({e.slot_key for e in entries if e.result_id not in known}):
@@ -328,7 +282,7 @@ class Ledger:
 
     def _settle(self, written: list[str], refused: list[str]) -> None:
         conn = self._connection()
-        with _transaction(conn):
+        with transaction(conn):
             conn.executemany(
                 "UPDATE points SET written = 1 WHERE result_id = ?", [(r,) for r in written]
             )
@@ -346,19 +300,3 @@ class Ledger:
 LOOKUP_SQL = (
     "SELECT result_id, probe_id, time_ns, content, written FROM points WHERE result_id IN ({marks})"
 )
-
-
-class _transaction:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any error."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
-
-    def __enter__(self) -> None:
-        self._conn.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        if exc_type is None:
-            self._conn.execute("COMMIT")
-        elif self._conn.in_transaction:
-            self._conn.execute("ROLLBACK")

@@ -69,6 +69,12 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 
 _SELECT = "SELECT probe_id, hamlet, isp, access, payload FROM results"
 
+#: ``count_by_probe``'s query (a test reads its plan: the index alone, never the table).
+COUNT_SQL = (
+    "SELECT probe_id, COUNT(*) FROM results INDEXED BY results_kind_time"
+    " WHERE kind = ? AND measured_at_ns >= ? AND measured_at_ns < ? GROUP BY probe_id"
+)
+
 
 class SqliteStore:
     """``ResultStore`` on one SQLite file in WAL mode."""
@@ -191,6 +197,12 @@ class SqliteStore:
             if len(page) < page_size:
                 return
 
+    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
+        """One ``COUNT(*) ... GROUP BY probe_id`` over one range of ``results_kind_time``: the
+        index alone answers it (it holds the probe), no payload is read."""
+        args = (Kind(kind).value, datetime_to_ns(start), datetime_to_ns(end))
+        return await self._run(self._count_by_probe, args)
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         """Run ``func`` in the worker thread: the one place sqlite3's exceptions are translated."""
         executor = self._executor
@@ -306,6 +318,10 @@ class SqliteStore:
         if not self._path.exists():
             raise sqlite3.OperationalError("the database file was deleted; restart the server")
         return self._conn
+
+    def _count_by_probe(self, args: tuple[str, int, int]) -> dict[str, int]:
+        rows = self._connection().execute(COUNT_SQL, args).fetchall()
+        return {str(probe_id): int(count) for probe_id, count in rows}
 
     def _check(self) -> None:
         self._connection().execute("SELECT 1 FROM results LIMIT 1").fetchall()

@@ -1,0 +1,24 @@
+"""SQLite answers ``count_by_probe`` from one range of its scan index, never the table: the check
+that guards the compliance sample cache stays cheap however large the payloads grow."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from server.storage import SqliteStore
+from server.storage.sqlite import COUNT_SQL
+
+
+async def test_count_reads_one_range_of_the_covering_index(tmp_path: Path) -> None:
+    path = tmp_path / "results.sqlite3"
+    store = SqliteStore(path)
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute("EXPLAIN QUERY PLAN " + COUNT_SQL, ("bandwidth", 0, 1))
+        )
+    assert "COVERING INDEX results_kind_time" in plan, plan
+    assert "measured_at_ns>? AND measured_at_ns<?" in plan.replace("=", ""), plan
