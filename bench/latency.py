@@ -41,8 +41,9 @@ def cpu():
     return r.ru_utime + r.ru_stime
 options = LatencyOptions(count=int(sys.argv[2]), interval_s=float(sys.argv[3]))
 before = cpu()
-(result,) = asyncio.run(icmp.measure("bench", [sys.argv[1]], options))
-print(json.dumps({"cpu_s": cpu() - before, "rtts_ms": result.rtts_ms, "sent": result.sent}))
+(found,) = asyncio.run(icmp.measure([sys.argv[1]], options))
+rtts_ms, sent = found.fields["rtts_ms"], found.fields["sent"]
+print(json.dumps({"cpu_s": cpu() - before, "rtts_ms": rtts_ms, "sent": sent}))
 """
 
 

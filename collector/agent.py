@@ -1,10 +1,16 @@
 """The long-running probe agent: scheduled tests, signed results into the spool, uploads.
 
-Each test kind runs on its own APScheduler trigger with jitter. A bandwidth test runs alone: it
-takes the gate exclusively, so no other test runs during it (their traffic would be measured as
-the line's). Every result, failed tests included, is signed and committed to the spool before any
-upload; the uploader drains the spool in its own task. SIGTERM stops the scheduler, abandons a
-running test, tries one last upload, and closes the spool.
+Each test kind runs on its own APScheduler trigger: random exponential gaps
+(``collector.schedule``), or fixed times with jitter. A bandwidth test runs alone: it takes the
+gate exclusively, so no other test runs during it (their traffic would be measured as the line's).
+Every result, failed tests included, is signed and committed to the spool before any upload; the
+uploader drains the spool in its own task. SIGTERM stops the scheduler, abandons a running test,
+tries one last upload, and closes the spool.
+
+Before a bandwidth test the agent asks the month's data budget (``collector.budget``) and then,
+holding the gate, whether the line is quiet (``collector.crosstraffic``); a test either of them
+stops is still a result, ``skipped`` or ``deferred`` with why, one per target. Every reply the
+server sends may carry the line's budget, which the agent takes.
 
 Nothing stops delivering silently: the background tasks (upload, clock) run under ``supervise``,
 which restarts one that ends with any exception, after a back-off, and counts and reports what
@@ -21,7 +27,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,19 +34,31 @@ from typing import Any
 
 import aiohttp
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from collector import __version__
+from collector import __version__, crosstraffic
+from collector.budget import (
+    BudgetError,
+    DataBudget,
+    directive_from_reply,
+    reply_speaks_of_budget,
+)
 from collector.config import ProbeConfig, Schedule
+from collector.crosstraffic import Counters, CpuTimes, Verdict
 from collector.errors import SpoolError
 from collector.identity import Credentials, write_private
+from collector.schedule import gap_plan
+from collector.schedule_trigger import ExponentialTrigger
 from collector.spool import AsyncSpool
 from collector.upload import Backoff, Uploader
 from probes import clock, heartbeat
+from probes.envelope import build_result, stamp
 from probes.models import (
     MODEL_BY_KIND,
+    BandwidthResult,
     FailureKind,
     Kind,
     ResultBase,
@@ -49,8 +66,9 @@ from probes.models import (
     parse_result,
     unbounded_limits,
 )
-from probes.registry import PROBES, ProbeSpec, engine_for
+from probes.registry import PROBES, engine_for
 from probes.signing import sign
+from probes.spec import Failure, ProbeFn, ProbeSpec, Span, Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -115,30 +133,6 @@ class MeasurementGate:
         return self._exclusive
 
 
-def failed_result(
-    kind: Kind,
-    probe_id: str,
-    engine: str,
-    failure: FailureKind,
-    error: str,
-    measured_at: datetime,
-    duration_ms: float | None = None,
-    target: str | None = None,
-) -> ResultBase:
-    """A failed test is a result too, with its reason."""
-    return MODEL_BY_KIND[kind](
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=duration_ms,
-        engine=engine,
-        target=target[:256] if target else None,
-        status=Status.FAILED,
-        failure_kind=failure,
-        error=error[:2048],
-    )
-
-
 def classify_failure(exc: BaseException) -> FailureKind:
     """Map an exception from a probe to a failure kind, by type (never by message text)."""
     if isinstance(exc, TimeoutError):
@@ -154,7 +148,19 @@ def classify_failure(exc: BaseException) -> FailureKind:
     return FailureKind.INTERNAL
 
 
-def trigger_for(schedule: Schedule) -> IntervalTrigger | CronTrigger:
+def with_fields(result: ResultBase, fields: dict[str, Any]) -> ResultBase:
+    """``result`` with ``fields`` added, validated again as its model."""
+    if not fields:
+        return result
+    return type(result)(**{**result.model_dump(), **fields})
+
+
+def trigger_for(schedule: Schedule) -> BaseTrigger:
+    """Random gaps (``mean_gap_s``), or the fixed times of ``every_s``/``cron`` with jitter."""
+    if schedule.mean_gap_s is not None:
+        return ExponentialTrigger(
+            gap_plan(schedule.mean_gap_s, schedule.min_gap_s, schedule.max_gap_s, schedule.peak)
+        )
     jitter = int(schedule.jitter_s) or None
     if schedule.cron is not None:
         return CronTrigger(**_cron_fields(schedule.cron), timezone=UTC, jitter=jitter)
@@ -192,6 +198,8 @@ class Agent:
         ssl_context: Any = True,
         clock_synced: clock.SyncReader = clock.kernel_synced,
         boottime: Callable[[], float] = clock.boottime_s,
+        read_counters: Callable[[str], Counters] = crosstraffic.read_counters,
+        read_cpu: Callable[[], CpuTimes] = crosstraffic.read_cpu_times,
     ) -> None:
         self.config = config
         self.creds = credentials
@@ -210,6 +218,7 @@ class Agent:
             backoff=Backoff(config.upload.backoff_min_s, config.upload.backoff_max_s),
             ssl_context=ssl_context,
             timeout_s=config.upload.timeout_s,
+            on_reply=self._server_replied,
         )
         self._wakeup = asyncio.Event()
         self._running: set[asyncio.Task[Any]] = set()
@@ -217,6 +226,10 @@ class Agent:
         self._boottime = boottime
         self._boot_id = clock.boot_id()
         self._maybe_held = True  # until a look at the spool says otherwise
+        self._read_counters = read_counters
+        self._read_cpu = read_cpu
+        self._budget: DataBudget | None = None
+        self._budget_lock = asyncio.Lock()
 
     def anchor(self) -> clock.Anchor:
         """Both clocks now, and the kernel's word on the wall clock."""
@@ -272,17 +285,19 @@ class Agent:
             options=schedule.options,
         )
         engine = engine_for(kind, schedule.engine, schedule.targets)
-        gate = self.gate.exclusive() if kind is Kind.BANDWIDTH else self.gate.shared()
-        async with gate:
-            anchor = self.anchor()
-            parts: list[tuple[str | None, ProbeSpec]]
-            if kind in PER_TARGET_KINDS and spec.targets:
-                parts = [(t, replace(spec, targets=(t,))) for t in spec.targets]
-            else:
-                parts = [(None, spec)]
-            results = await self._run_parts(
-                kind, entry.run, parts, engine, concurrent=(kind, engine) in CONCURRENT_ENGINES
-            )
+        parts: list[tuple[str | None, ProbeSpec]]
+        if kind in PER_TARGET_KINDS and spec.targets:
+            parts = [(t, replace(spec, targets=(t,))) for t in spec.targets]
+        else:
+            parts = [(None, spec)]
+        if kind is Kind.BANDWIDTH:
+            anchor, results = await self._measure_bandwidth(entry.run, parts, engine)
+        else:
+            async with self.gate.shared():
+                anchor = self.anchor()
+                results = await self._run_parts(
+                    kind, entry.run, parts, engine, concurrent=(kind, engine) in CONCURRENT_ENGINES
+                )
         failed = [r.error for r in results if r.status is Status.FAILED and r.error]
         if failed:
             self.state.last_errors[kind.value] = failed[-1]
@@ -290,37 +305,143 @@ class Agent:
             self.state.last_errors.pop(kind.value, None)
         return anchor, results
 
+    async def _measure_bandwidth(
+        self, run: ProbeFn, parts: list[tuple[str | None, ProbeSpec]], engine: str
+    ) -> tuple[clock.Anchor, list[ResultBase]]:
+        """A bandwidth test, when the month's data budget allows it and the line is quiet.
+
+        The budget is asked first, outside the gate (a skipped test need not wait for others).
+        The line is watched holding the gate, so the agent's own tests are not counted as the
+        household's traffic (SamKnows' cross-traffic check, methodology.md §4). Every result
+        carries what both said; what a test moved is counted against the month.
+        """
+        budget = await self.data_budget()
+        plan = budget.decide(datetime.now(UTC))
+        if not plan.run:
+            return self.anchor(), self._not_run(
+                parts, engine, plan.status, plan.result_fields(), Stopwatch().span()
+            )
+        async with self.gate.exclusive():
+            anchor = self.anchor()
+            watch = Stopwatch()
+            line = await crosstraffic.check_line(
+                self.config.cross_traffic, counters=self._read_counters, cpu=self._read_cpu
+            )
+            if line.verdict is Verdict.DEFER or (
+                line.verdict is Verdict.UNKNOWN and self.config.cross_traffic.inline
+            ):
+                self.state.last_errors["cross_traffic"] = line.describe()[:2048]
+            else:
+                self.state.last_errors.pop("cross_traffic", None)
+            said = {**line.result_fields(), **plan.result_fields()}
+            if line.verdict is Verdict.DEFER:
+                log.info("bandwidth test deferred: %s", line.describe())
+                return anchor, self._not_run(parts, engine, line.status, said, watch.span())
+            measured = await self._run_parts(Kind.BANDWIDTH, run, parts, engine, concurrent=False)
+        results = [with_fields(r, said) for r in measured]
+        try:
+            moved = [r for r in results if isinstance(r, BandwidthResult)]
+            await budget.record(moved, datetime.now(UTC))
+        except BudgetError as exc:  # counted in memory all the same; the results are kept
+            self._budget_trouble("data_budget", exc)
+        return anchor, results
+
+    def _not_run(
+        self,
+        parts: list[tuple[str | None, ProbeSpec]],
+        engine: str,
+        status: Status,
+        fields: dict[str, Any],
+        span: Span,
+    ) -> list[ResultBase]:
+        """One bandwidth result per target for a test that did not run (deferred, skipped)."""
+        model, probe_id = MODEL_BY_KIND[Kind.BANDWIDTH], self.creds.probe_id
+        return [
+            build_result(
+                model,
+                probe_id,
+                engine=engine,
+                target=target,
+                span=span,
+                status=status,
+                fields=fields,
+            )
+            for target, _ in parts
+        ]
+
+    # -- data budget ----------------------------------------------------------------------------
+    async def data_budget(self) -> DataBudget:
+        """The line's data budget, its ledger read from the state directory on first use."""
+        async with self._budget_lock:
+            if self._budget is None:
+                self._budget, problem = await DataBudget.open_or_restart(
+                    self.config.data_budget, self.config.data_budget_path, datetime.now(UTC)
+                )
+                if problem is not None:
+                    self._budget_trouble("data_budget", BudgetError(problem))
+            return self._budget
+
+    def _budget_trouble(self, key: str, exc: BudgetError) -> None:
+        self.state.last_errors[key] = str(exc)[:2048]
+        log.error("%s", exc)
+
+    async def _server_replied(self, body: Any) -> None:
+        """Take the line's data budget from a server reply that has a word on it."""
+        if not reply_speaks_of_budget(body):
+            return
+        try:
+            directive = directive_from_reply(body)
+            budget = await self.data_budget()
+            before = budget.ledger.budget_bytes
+            await budget.apply(directive, datetime.now(UTC))
+        except BudgetError as exc:  # a budget the probe cannot use must not stop uploads
+            self._budget_trouble("data_budget.server", exc)
+            return
+        self.state.last_errors.pop("data_budget.server", None)
+        if budget.ledger.budget_bytes != before:
+            log.info(
+                "data budget from the server: %s bytes a month (was %s)",
+                budget.ledger.budget_bytes, before,
+            )  # fmt: skip
+
     async def _run_parts(
         self,
         kind: Kind,
-        run: Callable[[ProbeSpec], Awaitable[list[ResultBase]]],
+        run: ProbeFn,
         parts: list[tuple[str | None, ProbeSpec]],
         engine: str,
         *,
         concurrent: bool,
     ) -> list[ResultBase]:
-        """Run each part (one per target, or the whole spec) within the schedule's timeout; what
-        finished parts measured is kept, and each unfinished part becomes one failed result."""
+        """Run each part (one per target, or the whole spec) within the schedule's timeout and
+        put the envelope on what it measured (``probes.envelope``); what finished parts measured
+        is kept, and each unfinished part becomes one failed result."""
         timeout_s = self.config.schedules[kind].timeout_s
+        model, probe_id = MODEL_BY_KIND[kind], self.creds.probe_id
         done: list[list[ResultBase] | None] = [None] * len(parts)
-        began: list[tuple[datetime, float] | None] = [None] * len(parts)
+        began: list[Stopwatch | None] = [None] * len(parts)
+
+        def failed(target: str | None, why: FailureKind, error: str, span: Span) -> ResultBase:
+            return build_result(
+                model,
+                probe_id,
+                engine=engine,
+                target=target,
+                span=span,
+                failure=Failure(why, error),
+            )
 
         async def one(i: int, target: str | None, spec: ProbeSpec) -> None:
-            began[i] = (datetime.now(UTC), time.perf_counter())
+            watch = began[i] = Stopwatch()
             try:
-                done[i] = await run(spec)
+                measured = await run(spec)
+                span = watch.span()
+                done[i] = [stamp(model, probe_id, m, span) for m in measured]
             except Exception as exc:  # the run's own timeout arrives as CancelledError instead
                 failure = classify_failure(exc)
                 if failure is FailureKind.INTERNAL:
                     log.exception("%s test of %s failed unexpectedly", kind.value, target)
-                measured_at, started = began[i] or (datetime.now(UTC), time.perf_counter())
-                done[i] = [
-                    failed_result(
-                        kind, self.creds.probe_id, engine, failure,
-                        f"{type(exc).__name__}: {exc}", measured_at,
-                        (time.perf_counter() - started) * 1000, target,
-                    )
-                ]  # fmt: skip
+                done[i] = [failed(target, failure, f"{type(exc).__name__}: {exc}", watch.span())]
 
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
@@ -332,23 +453,18 @@ class Agent:
                     for i, (target, spec) in enumerate(parts):
                         await one(i, target, spec)
         results: list[ResultBase] = []
-        now = datetime.now(UTC), time.perf_counter()
-        for (target, _), measured, start in zip(parts, done, began, strict=True):
+        now = Stopwatch()
+        for (target, _), measured, watch in zip(parts, done, began, strict=True):
             if measured is not None:
                 results.extend(measured)
                 continue
-            measured_at, started = start or now
             message = (
                 f"no result within {timeout_s} s"
-                if start is not None
+                if watch is not None
                 else f"not started: the run's {timeout_s} s ran out on earlier targets"
             )
-            results.append(
-                failed_result(
-                    kind, self.creds.probe_id, engine, FailureKind.TIMEOUT, message,
-                    measured_at, (time.perf_counter() - started) * 1000, target,
-                )
-            )  # fmt: skip
+            span = (watch or now).span()
+            results.append(failed(target, FailureKind.TIMEOUT, message, span))
         return results
 
     async def _heartbeat(self) -> ResultBase:
@@ -360,7 +476,8 @@ class Agent:
             depth, oldest, evicted = stats.depth, stats.oldest_age_s, stats.evicted_count
         except SpoolError:
             pass  # the heartbeat still goes out, without spool figures
-        return heartbeat.snapshot(
+        budget = await self.data_budget()
+        beat = heartbeat.snapshot(
             self.creds.probe_id,
             agent_version=__version__,
             spool_depth=depth,
@@ -369,6 +486,7 @@ class Agent:
             last_errors=dict(list(self.state.last_errors.items())[-MAX_REPORTED_ERRORS:]),
             disk_path=self.config.state_dir,
         )
+        return with_fields(beat, budget.heartbeat_fields(datetime.now(UTC)))
 
     async def _keep(self, result: ResultBase, anchor: clock.Anchor) -> bool:
         """Sign and commit to the spool, or hold it unsigned while the clock is unsynchronised;
@@ -556,11 +674,12 @@ class Agent:
                 name=f"{kind.value} test",
                 max_instances=1,
                 coalesce=True,
-                misfire_grace_time=max(60, int(sched.every_s or 3600) // 2),
+                misfire_grace_time=max(60, int(sched.every_s or sched.mean_gap_s or 3600) // 2),
                 **first,
             )
 
     async def run(self, stop: asyncio.Event) -> None:
+        await self.data_budget()
         self.schedule()
         self.scheduler.start()
         log.info(

@@ -29,8 +29,10 @@ from collector.identity import load_credentials, load_key, register
 from collector.spool import AsyncSpool
 from collector.tls import client_ssl
 from probes import heartbeat
-from probes.models import Kind
-from probes.registry import PROBES, ProbeSpec
+from probes.envelope import stamp
+from probes.models import MODEL_BY_KIND, Kind
+from probes.registry import PROBES
+from probes.spec import ProbeSpec, Stopwatch
 
 DEFAULT_CONFIG = Path("/etc/hamletnet/probe.yaml")
 
@@ -120,8 +122,11 @@ async def _measure_once(kind: Kind, args: argparse.Namespace) -> Any:
         engine=args.engine,
         options=options,
     )
+    watch = Stopwatch()
     async with asyncio.timeout(args.timeout):
-        results = await entry.run(spec)
+        measured = await entry.run(spec)
+    span = watch.span()
+    results = [stamp(MODEL_BY_KIND[kind], probe_id, m, span) for m in measured]
     if len(results) != 1:  # prints one object: dns gives one per resolver, name and type
         raise CollectorError(
             f"measure {kind.value} gave {len(results)} results and prints one: narrow it down"

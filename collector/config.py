@@ -13,7 +13,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from collector.budget import DataBudgetSettings
+from collector.crosstraffic import CrossTrafficSettings
 from collector.errors import ConfigError
+from collector.schedule import PeakWindow, gap_plan
 from probes.config_file import (
     ConfigFileError,
     explain_by_key,
@@ -31,14 +34,21 @@ class _Section(BaseModel):
 
 
 class Schedule(_Section):
-    """When one test kind runs: every ``every_s`` seconds or on a ``cron`` line, plus jitter.
+    """When one test kind runs: after random gaps of mean ``mean_gap_s`` (exponential, clamped
+    to [``min_gap_s``, ``max_gap_s``], optionally with a ``peak`` window of extra tests:
+    ``collector.schedule``), or every ``every_s`` seconds or on a ``cron`` line, plus jitter.
 
-    Jitter spreads a commune's probes so they do not all test in the same second (SamKnows
-    randomises each agent's test times within its window; RFC 2330 §11.1.1 warns against
-    periodic sampling falling into step with periodic network behaviour).
+    Random gaps are the unbiased choice (RFC 2330 §11.1.1: periodic sampling can fall into step
+    with periodic network behaviour). ``every_s`` and ``cron`` keep their fixed times, as older
+    configurations meant them; their jitter spreads a commune's probes so they do not all test
+    in the same second (SamKnows randomises each agent's test times within its window).
     """
 
     enabled: bool = True
+    mean_gap_s: float | None = Field(default=None, gt=0, le=7 * 86400)
+    min_gap_s: float | None = Field(default=None, ge=0, le=7 * 86400)
+    max_gap_s: float | None = Field(default=None, gt=0, le=30 * 86400)
+    peak: PeakWindow | None = None
     every_s: float | None = Field(default=None, gt=0, le=7 * 86400)
     cron: str | None = Field(default=None, description="crontab line, e.g. '*/30 19-22 * * *'")
     jitter_s: float = Field(default=0.0, ge=0, le=86400)
@@ -51,8 +61,25 @@ class Schedule(_Section):
 
     @model_validator(mode="after")
     def _one_trigger(self) -> Schedule:
-        if (self.every_s is None) == (self.cron is None):
-            raise ValueError("give exactly one of 'every_s' or 'cron'")
+        given = [k for k in ("mean_gap_s", "every_s", "cron") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'every_s' or 'cron' (fixed times) or 'mean_gap_s' (random"
+                f" gaps); given: {', '.join(given) or 'none'}"
+            )
+        if self.mean_gap_s is not None:
+            if self.jitter_s:
+                raise ValueError(
+                    "jitter_s is for every_s and cron: gaps of mean_gap_s are random already"
+                )
+            gap_plan(self.mean_gap_s, self.min_gap_s, self.max_gap_s, self.peak)
+        else:
+            extras = [k for k in ("min_gap_s", "max_gap_s", "peak") if getattr(self, k) is not None]
+            if extras:
+                raise ValueError(
+                    f"{', '.join(extras)} need mean_gap_s (random gaps); every_s and cron take"
+                    " jitter_s instead"
+                )
         if self.cron is not None:
             from apscheduler.triggers.cron import CronTrigger
 
@@ -133,6 +160,10 @@ class ProbeConfig(BaseSettings):
     upload: UploadSettings = Field(default_factory=UploadSettings)
     tls: TlsSettings = Field(default_factory=TlsSettings)
     clock: ClockSettings = Field(default_factory=ClockSettings)
+    #: Before a bandwidth test: is the household's line quiet (collector/crosstraffic.py)?
+    cross_traffic: CrossTrafficSettings = Field(default_factory=CrossTrafficSettings)
+    #: A metered line's monthly budget for bandwidth tests (collector/budget.py).
+    data_budget: DataBudgetSettings = Field(default_factory=DataBudgetSettings)
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @field_validator("schedules")
@@ -187,6 +218,10 @@ class ProbeConfig(BaseSettings):
     @property
     def status_path(self) -> Path:
         return self.state_dir / "status.json"
+
+    @property
+    def data_budget_path(self) -> Path:
+        return self.state_dir / "data_budget.json"
 
 
 def load_config(path: Path | None = None, **overrides: Any) -> ProbeConfig:

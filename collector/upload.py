@@ -12,7 +12,7 @@ import json
 import logging
 import random
 import ssl
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 
 RESULTS_PATH = "/api/v1/results"
 HEARTBEAT_PATH = "/api/v1/heartbeat"
+
+#: Told every reply the server sends with 200 (its body as decoded), for what the server says
+#: besides the items' outcomes (the line's data budget); it must not raise.
+ReplyListener = Callable[[Any], Awaitable[None]]
 
 
 class Next(StrEnum):
@@ -166,6 +170,7 @@ class Uploader:
         backoff: Backoff,
         ssl_context: ssl.SSLContext | bool = True,
         timeout_s: float = 30.0,
+        on_reply: ReplyListener | None = None,
     ) -> None:
         self.spool = spool
         self.http = http
@@ -178,6 +183,7 @@ class Uploader:
         self.ssl = ssl_context
         self.timeout = aiohttp.ClientTimeout(total=timeout_s)
         self.report = UploadReport()
+        self.on_reply = on_reply
 
     async def _post(self, items: Sequence[SpooledItem]) -> tuple[int | None, Any, str | None]:
         try:
@@ -204,9 +210,14 @@ class Uploader:
                 ssl=self.ssl,
                 timeout=self.timeout,
             ) as resp:
-                return resp.status == 200
+                if resp.status != 200:
+                    return False
+                body = decode_reply(await resp.read())
         except (aiohttp.ClientError, TimeoutError, OSError):
             return False
+        if self.on_reply is not None:
+            await self.on_reply(body)
+        return True
 
     async def drain(self) -> float | None:
         """Send batches until the spool is empty (returns None) or the server/link says wait
@@ -221,6 +232,8 @@ class Uploader:
             status, body, retry_after = await self._post(items)
             self.report.sent += len(items)
             decision = classify(status, body, ids, retry_after)
+            if status == 200 and self.on_reply is not None:
+                await self.on_reply(body)
             if decision.ack:
                 self.report.acknowledged += await self.spool.ack(decision.ack)
             if decision.quarantine:

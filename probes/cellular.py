@@ -21,16 +21,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from probes.models import CellularResult, FailureKind, Status
+from probes.models import FailureKind
 from probes.options import validate_options
+from probes.spec import Failure, Measurement, ProbeSpec
 
 ENGINE = "mmcli"
 #: Seconds between the modem's signal samples once we switch sampling on.
@@ -177,25 +176,26 @@ async def _mmcli(mmcli: str, *args: str) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
+async def run(spec: ProbeSpec) -> list[Measurement]:
+    """Registry entry point: the spec's first target names the modem (default the first)."""
+    options = parse_options(spec.options)
+    modem = spec.targets[0] if spec.targets else None
+    return [await snapshot(modem=modem, mmcli=options.mmcli, signal_rate_s=options.signal_rate_s)]
+
+
 async def snapshot(
-    probe_id: str,
     *,
     modem: str | None = None,
     mmcli: str = "mmcli",
     signal_rate_s: int = DEFAULT_SIGNAL_RATE_S,
-) -> CellularResult:
+) -> Measurement:
     """The modem's state now (``modem``: index or path; default the first modem). Never raises
-    for a missing tool or modem: those are failed results (``tool_missing``, ``no_device``)."""
-    measured_at, started = datetime.now(UTC), time.perf_counter_ns()
+    for a missing tool or modem: those are failed measurements (``tool_missing``,
+    ``no_device``)."""
 
-    def _result(failure: tuple[FailureKind, str] | None = None, **fields: Any) -> CellularResult:
-        return CellularResult(
-            result_id=uuid.uuid4(), probe_id=probe_id, measured_at=measured_at,
-            duration_ms=(time.perf_counter_ns() - started) / 1e6, engine=ENGINE,
-            status=Status.FAILED if failure else Status.OK,
-            failure_kind=failure[0] if failure else None,
-            error=failure[1][:2048] if failure else None, **fields,
-        )  # fmt: skip
+    def _result(failure: tuple[FailureKind, str] | None = None, **fields: Any) -> Measurement:
+        why = Failure(*failure) if failure else None
+        return Measurement(engine=ENGINE, target=None, failure=why, fields=fields)
 
     try:
         if modem is None:

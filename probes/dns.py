@@ -1,14 +1,15 @@
 """DNS: how long a resolver takes to answer an A or AAAA query, and what it answered.
 
-One ``DnsResult`` per (resolver, name, type). Targets are the names; ``options.resolvers`` lists
-the resolvers ("system" = the first nameserver of /etc/resolv.conf, what every program on the
-probe uses; or an address, ``IP``, ``IP:PORT``, ``[IPv6]:PORT``), ``options.qtypes`` the types
-(default A and AAAA). Queries go over UDP, recursion desired, like a stub resolver's; a truncated
-answer is repeated over TCP (RFC 7766). ``resolve_ms`` runs from the first try's send to the
-kernel's receive stamp of the answer (``probes.kernel_timestamps``; the monotonic clock right after
-the read where the kernel refuses stamps, and ``timestamp_source`` says which), so a retry after a
-lost datagram is in it, as a user would have waited it. Successive queries may be answered from the
-resolver's cache: that is what users get, and the first query of a name shows the cold case.
+One measurement per (resolver, name, type), each timed on its own. Targets are the names;
+``options.resolvers`` lists the resolvers ("system" = the first nameserver of /etc/resolv.conf, what
+every program on the probe uses; or an address, ``IP``, ``IP:PORT``, ``[IPv6]:PORT``),
+``options.qtypes`` the types (default A and AAAA). Queries go over UDP, recursion desired, like a
+stub resolver's; a truncated answer is repeated over TCP (RFC 7766). ``resolve_ms`` runs from the
+first try's send to the kernel's receive stamp of the answer (``probes.kernel_timestamps``; the
+monotonic clock right after the read where the kernel refuses stamps, and ``timestamp_source`` says
+which), so a retry after a lost datagram is in it, as a user would have waited it. Successive
+queries may be answered from the resolver's cache: that is what users get, and the first query of a
+name shows the cold case.
 
 What counts as failed (documented in the README): the test fails when there is no usable answer
 (timeout: ``timeout``; ICMP port unreachable: ``refused``) or when the rcode is not NOERROR
@@ -23,7 +24,6 @@ import asyncio
 import ipaddress
 import socket
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,8 +41,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from probes import kernel_timestamps
 from probes.latency.address import split_host_port
-from probes.models import DnsResult, FailureKind, Status, TimestampSource
+from probes.models import FailureKind, TimestampSource
 from probes.options import validate_options
+from probes.spec import Failure, Measurement, ProbeSpec, Span
 
 ENGINE = "dnspython"
 SYSTEM = "system"
@@ -151,10 +152,8 @@ async def _exchange_udp(
     raise TimeoutError(f"no answer from {address} port {port} in {options.tries} tries")
 
 
-async def query(
-    probe_id: str, qname: str, qtype: QType, resolver: str, options: DnsOptions
-) -> DnsResult:
-    """One lookup; every failure becomes a failed result (see the module docstring)."""
+async def query(qname: str, qtype: QType, resolver: str, options: DnsOptions) -> Measurement:
+    """One lookup; every failure becomes a failed measurement (see the module docstring)."""
     measured_at, started = datetime.now(UTC), time.perf_counter_ns()
     label = resolver
     rcode: str | None = None
@@ -182,29 +181,29 @@ async def query(
         failure = (FailureKind.UNREACHABLE, f"cannot reach {resolver}: {exc}")
     except (ValueError, dns.exception.DNSException) as exc:
         failure = (FailureKind.DNS, f"{qname} {qtype} via {resolver}: {exc}")
-    return DnsResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter_ns() - started) / 1e6,
+    return Measurement(
         engine=ENGINE,
         target=qname,
-        resolver=label[:256],
-        qname=qname,
-        qtype=qtype,
-        rcode=rcode,
-        resolve_ms=None if resolve_ms is None else round(resolve_ms, 3),
-        answers=answers,
-        timestamp_source=source,
-        status=Status.FAILED if failure else Status.OK,
-        failure_kind=failure[0] if failure else None,
-        error=failure[1][:2048] if failure else None,
+        span=Span(measured_at, (time.perf_counter_ns() - started) / 1e6),
+        failure=Failure(*failure) if failure else None,
+        fields={
+            "resolver": label[:256],
+            "qname": qname,
+            "qtype": qtype,
+            "rcode": rcode,
+            "resolve_ms": None if resolve_ms is None else round(resolve_ms, 3),
+            "answers": answers,
+            "timestamp_source": source,
+        },
     )
 
 
-async def measure(
-    probe_id: str, qnames: Sequence[str], options: Mapping[str, Any]
-) -> list[DnsResult]:
+async def run(spec: ProbeSpec) -> list[Measurement]:
+    """Registry entry point: the spec's targets are the names to look up."""
+    return await measure(spec.targets, spec.options)
+
+
+async def measure(qnames: Sequence[str], options: Mapping[str, Any]) -> list[Measurement]:
     """Every (resolver, name, type) in that order; resolvers in parallel, each one's queries
     one after another so they do not queue behind each other inside the resolver."""
     opts = parse_options(options)
@@ -214,11 +213,9 @@ async def measure(
         except dns.exception.DNSException as exc:
             raise ValueError(f"target {qname!r} is not a domain name: {exc}") from None
 
-    async def _one_resolver(resolver: str) -> list[DnsResult]:
+    async def _one_resolver(resolver: str) -> list[Measurement]:
         return [
-            await query(probe_id, qname, qtype, resolver, opts)
-            for qname in qnames
-            for qtype in opts.qtypes
+            await query(qname, qtype, resolver, opts) for qname in qnames for qtype in opts.qtypes
         ]
 
     async with asyncio.TaskGroup() as tg:

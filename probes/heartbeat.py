@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
+from probes.envelope import build_result
 from probes.models import HeartbeatResult
+from probes.spec import Span
 
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -42,18 +43,21 @@ def snapshot(
         disk_free: int | None = shutil.disk_usage(disk_path).free
     except OSError:
         disk_free = None
-    return HeartbeatResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=datetime.now(UTC),
+    return build_result(
+        HeartbeatResult,
+        probe_id,
         engine="agent",
-        agent_version=agent_version,
-        uptime_s=read_uptime_s(),
-        load1=os.getloadavg()[0],
-        cpu_temp_c=read_cpu_temp_c(),
-        disk_free_bytes=disk_free,
-        spool_depth=spool_depth,
-        spool_oldest_age_s=spool_oldest_age_s,
-        evicted_count=evicted_count,
-        last_errors=last_errors or None,
+        target=None,
+        span=Span(datetime.now(UTC), None),
+        fields={
+            "agent_version": agent_version,
+            "uptime_s": read_uptime_s(),
+            "load1": os.getloadavg()[0],
+            "cpu_temp_c": read_cpu_temp_c(),
+            "disk_free_bytes": disk_free,
+            "spool_depth": spool_depth,
+            "spool_oldest_age_s": spool_oldest_age_s,
+            "evicted_count": evicted_count,
+            "last_errors": last_errors or None,
+        },
     )

@@ -80,6 +80,34 @@ class Kind(StrEnum):
 class Status(StrEnum):
     OK = "ok"
     FAILED = "failed"
+    #: Not run: the line (cross-traffic) or the probe's CPU stayed busy through the whole wait
+    #: (SamKnows' test triggers; methodology.md §4). Carries ``skip_reason``.
+    DEFERRED = "deferred"
+    #: Not run by the probe's own rule (the line's monthly data budget). Carries ``skip_reason``.
+    SKIPPED = "skipped"
+
+
+class SkipReason(StrEnum):
+    """Why a test was deferred or skipped: a decision, not a failure."""
+
+    CROSS_TRAFFIC = "cross_traffic"
+    CPU_BUSY = "cpu_busy"
+    DATA_BUDGET = "data_budget"
+
+
+#: The reasons each not-run status may give.
+_REASONS_BY_STATUS = {
+    Status.DEFERRED: frozenset({SkipReason.CROSS_TRAFFIC, SkipReason.CPU_BUSY}),
+    Status.SKIPPED: frozenset({SkipReason.DATA_BUDGET}),
+}
+
+
+class CrossTraffic(StrEnum):
+    """What the probe saw of the household's traffic before a bandwidth test."""
+
+    QUIET = "quiet"  # below the threshold: the test ran alone on the line
+    BUSY = "busy"  # at or above it (only on a deferred result)
+    UNKNOWN = "unknown"  # the probe is not inline, or could not read the interface
 
 
 class FailureKind(StrEnum):
@@ -141,6 +169,9 @@ class ResultBase(_Model):
     status: Status = Status.OK
     failure_kind: FailureKind | None = None
     error: LongText | None = Field(default=None, description="Why the test failed, in words.")
+    skip_reason: SkipReason | None = Field(
+        default=None, description="Why a deferred or skipped test did not run."
+    )
     engine: Identifier = Field(description="What measured: 'http', 'iperf3', 'icmp', 'mmcli'...")
     target: TagText | None = Field(default=None, description="What was measured against.")
     # The probe's wall clock (a Raspberry Pi has no RTC: wrong after a power cut until NTP
@@ -187,6 +218,20 @@ class ResultBase(_Model):
             raise ValueError("a failed result needs both 'failure_kind' and 'error'")
         if self.status is Status.OK and (self.error is not None or self.failure_kind is not None):
             raise ValueError("an ok result must not carry 'failure_kind' or 'error'")
+        reasons = _REASONS_BY_STATUS.get(self.status)
+        if reasons is None and self.skip_reason is not None:
+            raise ValueError(f"a result of status {self.status.value} must not carry 'skip_reason'")
+        if reasons is not None:
+            if self.skip_reason not in reasons:
+                allowed = ", ".join(sorted(reasons))
+                raise ValueError(
+                    f"a {self.status.value} result needs 'skip_reason' {allowed},"
+                    f" not {self.skip_reason}"
+                )
+            if self.error is not None or self.failure_kind is not None:
+                raise ValueError(
+                    f"a {self.status.value} result must not carry 'failure_kind' or 'error'"
+                )
         return self
 
 
@@ -221,6 +266,18 @@ class BandwidthResult(ResultBase):
     mss_bytes: Annotated[int, Field(ge=0, le=65535)] | None = None
     retrans_bytes: NonNegInt | None = None
     min_rtt_ms: NonNegFloat | None = None
+    # Before the test (collector/crosstraffic.py): the interface's bytes in + out over the last
+    # window, the threshold it was judged against, and the whole probe's CPU use then.
+    cross_traffic: CrossTraffic | None = None
+    cross_traffic_bytes_per_s: NonNegFloat | None = None
+    cross_traffic_threshold_bytes_per_s: NonNegFloat | None = None
+    cross_traffic_interface: Identifier | None = None
+    pretest_cpu_percent: Percent | None = None
+    # The line's monthly data budget (collector/budget.py), month in Vietnam time: the budget,
+    # what tests used this month before this one, and what this one was expected to use.
+    data_budget_bytes: NonNegInt | None = None
+    data_used_bytes: NonNegInt | None = None
+    data_expected_bytes: NonNegInt | None = None
 
 
 class LatencyResult(ResultBase):
@@ -353,6 +410,10 @@ class HeartbeatResult(ResultBase):
     spool_oldest_age_s: NonNegFloat | None = None
     evicted_count: NonNegInt | None = None
     last_errors: dict[Identifier, LongText] | None = Field(default=None, max_length=16)
+    #: The line's monthly data budget (None: unmetered) and what bandwidth tests used this month
+    #: (Vietnam time), budget or not (collector/budget.py).
+    data_budget_bytes: NonNegInt | None = None
+    data_used_bytes: NonNegInt | None = None
 
 
 Result = Annotated[

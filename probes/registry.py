@@ -1,40 +1,24 @@
 """Which function measures each test kind: one entry point per kind, one explicit table.
 
-Every entry takes a ``ProbeSpec`` and returns results (one per target; dns one per resolver,
-name and type; cellular one snapshot). The caller (the agent, or ``hamletnet-probe measure``)
-enforces the timeout and turns a failure into a failed result (blackbox_exporter's
-``prober.go``/``handler.go`` split).
+Every entry takes a ``ProbeSpec`` and returns measurements (one per target; dns one per
+resolver, name and type; cellular one snapshot). The caller (the agent, or ``hamletnet-probe
+measure``) enforces the timeout, turns an exception into a failed result and puts the envelope
+on every result with ``probes.envelope`` (blackbox_exporter's ``prober.go``/``handler.go``
+split).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from probes import bandwidth, cellular
 from probes.latency import http_rtt, icmp, tcp_connect
 from probes.latency.address import split_host_port
 from probes.latency.options import LatencyOptions, parse_options
-from probes.models import Kind, LatencyResult, ResultBase
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeSpec:
-    """What to measure: the caller's schedule or command line, handed to the probe function."""
-
-    probe_id: str
-    targets: Sequence[str] = field(default_factory=tuple)
-    timeout_s: float = 60.0
-    #: Which engine of the kind to use (e.g. bandwidth: "http", "speedtest", "iperf3"); None is
-    #: the kind's default.
-    engine: str | None = None
-    #: Engine-specific settings from the configuration (streams, duration_s, ...).
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-ProbeFn = Callable[[ProbeSpec], Awaitable[list[ResultBase]]]
+from probes.models import Kind
+from probes.spec import Measurement, ProbeFn, ProbeSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +31,6 @@ class ProbeEntry:
 __all__ = [
     "PROBES",
     "ProbeEntry",
-    "ProbeSpec",
     "engine_for",
     "latency_engine_for",
     "split_host_port",
@@ -60,7 +43,7 @@ IPV6_ENGINE = "readiness"
 #: What to install when an engine's package is missing.
 PROBE_EXTRA_HINT = "install the agent with the [probe] extra: pip install 'hamletnet[probe]'"
 
-LatencyEngine = Callable[[str, Sequence[str], LatencyOptions], Awaitable[list[LatencyResult]]]
+LatencyEngine = Callable[[Sequence[str], LatencyOptions], Awaitable[list[Measurement]]]
 
 #: Latency engines; targets: icmp an address or host name, tcp HOST:PORT, http a URL.
 LATENCY_ENGINES: dict[str, LatencyEngine] = {
@@ -120,7 +103,7 @@ def engine_for(kind: Kind, engine: str | None, targets: Sequence[str]) -> str:
     return PROBES[kind].engine
 
 
-async def _latency(spec: ProbeSpec) -> list[ResultBase]:
+async def _latency(spec: ProbeSpec) -> list[Measurement]:
     name = engine_for(Kind.LATENCY, spec.engine, spec.targets)
     engine = LATENCY_ENGINES.get(name)
     if engine is None:
@@ -134,18 +117,20 @@ async def _latency(spec: ProbeSpec) -> list[ResultBase]:
                 f"latency target {target!r} is {'a URL' if form == 'http' else 'HOST:PORT'}:"
                 f" icmp takes a host name or address; use engine {form} for it"
             )
-    return list(await engine(spec.probe_id, spec.targets, parse_options(spec.options)))
+    return await engine(spec.targets, parse_options(spec.options))
 
 
-async def _dns(spec: ProbeSpec) -> list[ResultBase]:
+# dns and ipv6 import an optional package (dnspython): imported when a test runs, so that
+# listing this table works without them and a missing one is named with its fix.
+async def _dns(spec: ProbeSpec) -> list[Measurement]:
     try:
         from probes import dns
     except ModuleNotFoundError as exc:
         raise _missing("dns", exc) from exc
-    return list(await dns.measure(spec.probe_id, spec.targets, spec.options))
+    return await dns.run(spec)
 
 
-async def _ipv6(spec: ProbeSpec) -> list[ResultBase]:
+async def _ipv6(spec: ProbeSpec) -> list[Measurement]:
     try:
         from probes.ipv6 import readiness
     except ModuleNotFoundError as exc:
@@ -153,28 +138,10 @@ async def _ipv6(spec: ProbeSpec) -> list[ResultBase]:
     return await readiness.run(spec)
 
 
-async def _cellular(spec: ProbeSpec) -> list[ResultBase]:
-    options = cellular.parse_options(spec.options)
-    modem = spec.targets[0] if spec.targets else None
-    return [
-        await cellular.snapshot(
-            spec.probe_id, modem=modem, mmcli=options.mmcli, signal_rate_s=options.signal_rate_s
-        )
-    ]
-
-
-async def _bandwidth(spec: ProbeSpec) -> list[ResultBase]:
-    """One test per target, one after another (tests of one probe never overlap)."""
-    return [
-        await bandwidth.measure(spec.probe_id, target, spec.engine, dict(spec.options))
-        for target in spec.targets
-    ]
-
-
 PROBES: dict[Kind, ProbeEntry] = {
-    Kind.BANDWIDTH: ProbeEntry(engine=bandwidth.DEFAULT_ENGINE, run=_bandwidth),
+    Kind.BANDWIDTH: ProbeEntry(engine=bandwidth.DEFAULT_ENGINE, run=bandwidth.run),
     Kind.LATENCY: ProbeEntry(engine="icmp", run=_latency),
     Kind.DNS: ProbeEntry(engine=DNS_ENGINE, run=_dns),
-    Kind.CELLULAR: ProbeEntry(engine=cellular.ENGINE, run=_cellular, needs_targets=False),
+    Kind.CELLULAR: ProbeEntry(engine=cellular.ENGINE, run=cellular.run, needs_targets=False),
     Kind.IPV6: ProbeEntry(engine=IPV6_ENGINE, run=_ipv6),
 }

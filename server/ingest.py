@@ -43,7 +43,7 @@ from server.appkeys import (
 from server.errors import BadRequest, Forbidden, PayloadTooLarge, Unprocessable
 from server.json_bounds import MAX_JSON_DEPTH, Decoded, bounded_loads, nests_deeper_than
 from server.registry import ProbeRecord
-from server.schemas import BatchReply, HeartbeatReply, ItemOutcome, ItemReply
+from server.schemas import BatchReply, DataBudgetWord, HeartbeatReply, ItemOutcome, ItemReply
 from server.storage.base import Refused, StoredResult, WriteOutcome
 
 log = logging.getLogger(__name__)
@@ -102,6 +102,14 @@ def signing_key(probe: ProbeRecord) -> Ed25519PublicKey:
             " run 'hamletnet-probe register' on it; nothing was stored"
         )
     return _cached_key(probe.public_key)
+
+
+def data_budget_word(probe: ProbeRecord) -> DataBudgetWord | None:
+    """What a reply tells the probe of its line's data budget: the office's, or None when it
+    set none (the probe's configuration stands)."""
+    if probe.data_budget_bytes is None:
+        return None
+    return DataBudgetWord(monthly_bytes=probe.data_budget_bytes)
 
 
 def _readable_id(raw: Any) -> str | None:
@@ -263,6 +271,7 @@ async def post_results(request: web.Request) -> web.Response:
         duplicate=counts[ItemOutcome.DUPLICATE],
         rejected=counts[ItemOutcome.REJECTED],
         items=done,
+        data_budget=data_budget_word(probe),
     )
     return web.json_response(batch_reply.model_dump(mode="json"))
 
@@ -299,5 +308,6 @@ async def post_heartbeat(request: web.Request) -> web.Response:
     reply = HeartbeatReply(
         outcome="accepted" if outcome is WriteOutcome.ACCEPTED else "duplicate",
         server_time=datetime.now(UTC),
+        data_budget=data_budget_word(probe),
     )
     return web.json_response(reply.model_dump(mode="json"))

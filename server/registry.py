@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS probes (
     declared_min_down_mbps REAL,
     plan_name TEXT,
     declared_by TEXT,
-    declared_at TEXT
+    declared_at TEXT,
+    data_budget_bytes INTEGER
 );
 CREATE TABLE IF NOT EXISTS line_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,11 +118,16 @@ _ADDED_COLUMNS: dict[str, list[tuple[str, str]]] = {
     "probes": [
         ("declared_down_mbps", "REAL"), ("declared_up_mbps", "REAL"),
         ("declared_min_down_mbps", "REAL"), ("plan_name", "TEXT"), ("declared_by", "TEXT"),
-        ("declared_at", "TEXT"),
+        ("declared_at", "TEXT"), ("data_budget_bytes", "INTEGER"),
     ],
 }  # fmt: skip
 #: The operator's declared line: what ``set_line`` changes and ``line_changes`` records.
-LINE_FIELDS = ("declared_down_mbps", "declared_up_mbps", "declared_min_down_mbps", "plan_name")
+LINE_FIELDS = (
+    "declared_down_mbps", "declared_up_mbps", "declared_min_down_mbps", "plan_name",
+    "data_budget_bytes",
+)  # fmt: skip
+#: A line's monthly data budget: at least a byte, at most what the probe's ledger counts.
+MAX_DATA_BUDGET_BYTES = 2**62
 SERVICES = ("fiber", "mobile", "5g")
 Service = Literal["fiber", "mobile", "5g"]
 #: Longest actor name, source document and plan name accepted.
@@ -200,6 +206,8 @@ class ProbeRecord:
     plan_name: str | None = None
     declared_by: str | None = None
     declared_at: datetime | None = None
+    #: A metered line's monthly budget for bandwidth tests (None: none set by the office).
+    data_budget_bytes: int | None = None
 
     @property
     def identity(self) -> ProbeIdentity:
@@ -318,6 +326,7 @@ def _row_to_probe(row: sqlite3.Row) -> ProbeRecord:
         plan_name=row["plan_name"],
         declared_by=row["declared_by"],
         declared_at=_ts(row["declared_at"]),
+        data_budget_bytes=row["data_budget_bytes"],
     )
 
 
@@ -520,6 +529,7 @@ class Registry:
         declared_up_mbps: float | Unchanged | None = UNCHANGED,
         declared_min_down_mbps: float | Unchanged | None = UNCHANGED,
         plan_name: str | Unchanged | None = UNCHANGED,
+        data_budget_bytes: int | Unchanged | None = UNCHANGED,
         actor: str,
     ) -> ProbeRecord:
         """Change what the operator declared for the probe's line (``None`` clears a value, a
@@ -527,6 +537,12 @@ class Registry:
         actor = check_text("actor", actor)
         if isinstance(plan_name, str):
             plan_name = check_text("plan_name", plan_name)
+        if isinstance(data_budget_bytes, int) and not (
+            1 <= data_budget_bytes <= MAX_DATA_BUDGET_BYTES
+        ):
+            raise Unprocessable(
+                f"data_budget_bytes: {data_budget_bytes} must be 1-{MAX_DATA_BUDGET_BYTES} bytes"
+            )
         given: dict[str, float | str | None] = {
             key: value
             for key, value in (
@@ -534,6 +550,7 @@ class Registry:
                 ("declared_up_mbps", declared_up_mbps),
                 ("declared_min_down_mbps", declared_min_down_mbps),
                 ("plan_name", plan_name),
+                ("data_budget_bytes", data_budget_bytes),
             )
             if not isinstance(value, Unchanged)
         }
@@ -555,8 +572,8 @@ class Registry:
                 if new != old:
                     conn.execute(
                         "UPDATE probes SET declared_down_mbps=?, declared_up_mbps=?,"
-                        " declared_min_down_mbps=?, plan_name=?, declared_by=?, declared_at=?"
-                        " WHERE probe_id=?",
+                        " declared_min_down_mbps=?, plan_name=?, data_budget_bytes=?,"
+                        " declared_by=?, declared_at=? WHERE probe_id=?",
                         (*(new[key] for key in LINE_FIELDS), actor, when.isoformat(), probe_id),
                     )
                     conn.execute(
@@ -571,7 +588,9 @@ class Registry:
                 row = conn.execute("SELECT * FROM probes WHERE probe_id=?", (probe_id,)).fetchone()
                 return _row_to_probe(row)
 
-        return self._with_seen(await self._run(update))
+        record = await self._run(update)
+        self._auth_cache.clear()  # the next reply to the probe carries its new data budget
+        return self._with_seen(record)
 
     async def line_changes(self, probe_id: str | None = None) -> list[LineChange]:
         """Every change of declared lines, oldest first (of one probe, if given)."""

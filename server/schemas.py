@@ -39,16 +39,35 @@ class ItemReply(_Wire):
     reason: str | None = Field(default=None, description="Why the item was rejected.")
 
 
+#: A line's monthly data budget in bytes (collector/budget.py keeps the same bounds).
+DataBudgetBytes = Annotated[int, Field(ge=1, le=2**62)]
+
+
+class DataBudgetWord(_Wire):
+    """The office's budget for the calling probe's line, bytes per Vietnam-time month."""
+
+    monthly_bytes: DataBudgetBytes | None
+
+
+_DATA_BUDGET = Field(
+    default=None,
+    description="The calling probe's data budget, as the office set it; null: the office set"
+    " none, so the probe's own configuration stands.",
+)
+
+
 class BatchReply(_Wire):
     accepted: int = Field(ge=0)
     duplicate: int = Field(ge=0)
     rejected: int = Field(ge=0)
     items: list[ItemReply]
+    data_budget: DataBudgetWord | None = _DATA_BUDGET
 
 
 class HeartbeatReply(_Wire):
     outcome: Literal["accepted", "duplicate"]
     server_time: datetime
+    data_budget: DataBudgetWord | None = _DATA_BUDGET
 
 
 class ErrorReply(_Wire):
@@ -100,6 +119,11 @@ class ProbeView(_Wire):
         default=None, description="Minimum download speed the operator declares, if any."
     )
     plan_name: str | None = Field(default=None, description="The operator's name for the plan.")
+    data_budget_bytes: int | None = Field(
+        default=None,
+        description="A metered line's monthly budget for bandwidth tests, bytes; null: unmetered"
+        " (or the probe's own configuration says). Sent to the probe in every reply.",
+    )
     declared_by: str | None = Field(default=None, description="Who last changed the line.")
     declared_at: datetime | None = None
 
@@ -120,6 +144,9 @@ class ProbeUpdate(_Wire):
     declared_up_mbps: DeclaredMbps | None = None
     declared_min_down_mbps: DeclaredMbps | None = None
     plan_name: Attribution | None = None
+    data_budget_bytes: DataBudgetBytes | None = Field(
+        default=None, description="Monthly data budget for bandwidth tests, bytes; null: none."
+    )
     actor: Attribution | None = Field(default=None, description="Who makes the change.")
 
 
@@ -127,8 +154,8 @@ class LineChangeView(_Wire):
     probe_id: str
     changed_by: str
     changed_at: datetime
-    old: dict[str, float | str | None] = Field(description="The declared line before.")
-    new: dict[str, float | str | None] = Field(description="The declared line after.")
+    old: dict[str, int | float | str | None] = Field(description="The declared line before.")
+    new: dict[str, int | float | str | None] = Field(description="The declared line after.")
 
 
 class HandEntryCreate(_Wire):

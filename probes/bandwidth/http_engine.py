@@ -27,7 +27,6 @@ import socket
 import struct
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from probes.bandwidth import cpu, params, slot, tcpinfo, throughput
 from probes.bandwidth.errors import BandwidthError
 from probes.bandwidth.link import link_speed_mbps
-from probes.models import BandwidthResult, FailureKind, Family
+from probes.models import FailureKind, Family
+from probes.spec import Measurement, Span
 from probes.stats import median
 
 Direction = Literal["download", "upload"]
@@ -271,7 +271,7 @@ class HttpEngine:
         family, _, _, _, address = infos[0]
         return family, address  # type: ignore[return-value]
 
-    async def measure(self, probe_id: str) -> BandwidthResult:
+    async def measure(self) -> Measurement:
         measured_at = datetime.now(UTC)
         started = time.perf_counter()
         family, address = await self._resolve()
@@ -305,7 +305,7 @@ class HttpEngine:
         finally:
             os.close(payload_fd)
         return self._result(
-            probe_id, measured_at, time.perf_counter() - started, family, link_speed,
+            measured_at, time.perf_counter() - started, family, link_speed,
             median(idle_ms), results, ran_alone,
         )  # fmt: skip
 
@@ -412,7 +412,6 @@ class HttpEngine:
 
     def _result(
         self,
-        probe_id: str,
         measured_at: datetime,
         elapsed_s: float,
         family: socket.AddressFamily,
@@ -420,19 +419,13 @@ class HttpEngine:
         idle_ms: float | None,
         results: dict[Direction, DirectionResult],
         ran_alone: bool | None,
-    ) -> BandwidthResult:
+    ) -> Measurement:
         down, up = results.get("download"), results.get("upload")
         cpus = [r.cpu_percent for r in results.values() if r.cpu_percent is not None]
         cpu_max = max(cpus) if cpus else None
         rtts_us = [i.min_rtt_us for r in results.values() for i in r.infos if i.min_rtt_us]
         mss = up.infos[0].snd_mss if up and up.infos else (down.infos[0].rcv_mss if down else None)
-        return BandwidthResult(
-            result_id=uuid.uuid4(),
-            probe_id=probe_id,
-            measured_at=measured_at,
-            duration_ms=elapsed_s * 1000,
-            engine="http",
-            target=self.target.url,
+        fields = dict(
             family=Family.IPV6 if family == socket.AF_INET6 else Family.IPV4,
             streams=self.options.streams,
             download_mbps=down.throughput.mbps if down else None,
@@ -459,6 +452,8 @@ class HttpEngine:
             retrans_bytes=sum(i.bytes_retrans for i in up.infos) if up else None,
             min_rtt_ms=min(rtts_us) / 1000 if rtts_us else None,
         )  # fmt: skip
+        span = Span(measured_at, elapsed_s * 1000)
+        return Measurement(engine="http", target=self.target.url, span=span, fields=fields)
 
 
 def _host_limited(infos: list[tcpinfo.TcpInfo], seconds: float) -> bool | None:

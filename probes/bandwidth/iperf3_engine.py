@@ -13,7 +13,6 @@ import asyncio
 import json
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -23,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from probes.bandwidth import cpu, params
 from probes.bandwidth.errors import BandwidthError
 from probes.bandwidth.link import link_speed_mbps
-from probes.models import BandwidthResult, FailureKind, Family
+from probes.models import FailureKind, Family
+from probes.spec import Measurement, Span
 
 DEFAULT_PORT = 5201
 
@@ -129,7 +129,7 @@ async def _run_iperf3(argv: list[str], timeout_s: float) -> dict[str, Any]:
     return doc
 
 
-async def measure(probe_id: str, target: str, options: dict[str, Any]) -> BandwidthResult:
+async def measure(target: str, options: dict[str, Any]) -> Measurement:
     try:
         opts = Iperf3Options.model_validate(options)
     except ValidationError as exc:
@@ -169,30 +169,29 @@ async def measure(probe_id: str, target: str, options: dict[str, Any]) -> Bandwi
     assert any_run is not None
     cpus = [r.cpu_percent for r in runs.values() if r.cpu_percent is not None]
     link = await asyncio.to_thread(link_speed_mbps, any_run.remote_host or host)
-    return BandwidthResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter() - started) * 1000,
+    return Measurement(
         engine="iperf3",
         target=f"{host}:{port}",
-        family=any_run.family,
-        streams=opts.streams,
-        download_mbps=down.mbps if down else None,
-        upload_mbps=up.mbps if up else None,
-        download_bytes=down.bytes if down else None,
-        upload_bytes=up.bytes if up else None,
-        download_duration_ms=down.seconds * 1000 if down else None,
-        upload_duration_ms=up.seconds * 1000 if up else None,
-        download_samples_mbps=down.samples_mbps if down else None,
-        upload_samples_mbps=up.samples_mbps if up else None,
-        download_warmup_ms=down.omit_s * 1000 if down else None,
-        upload_warmup_ms=up.omit_s * 1000 if up else None,
-        sample_interval_ms=opts.sample_interval_ms,
-        cpu_percent=max(cpus) if cpus else None,
-        cpu_limited=cpu.cpu_limited(max(cpus)) if cpus else None,
-        link_speed_mbps=link,
-        line_rate_mbps=opts.line_rate_mbps,
-        mss_bytes=any_run.mss_bytes,
-        min_rtt_ms=up.min_rtt_ms if up else None,
+        span=Span(measured_at, (time.perf_counter() - started) * 1000),
+        fields=dict(
+            family=any_run.family,
+            streams=opts.streams,
+            download_mbps=down.mbps if down else None,
+            upload_mbps=up.mbps if up else None,
+            download_bytes=down.bytes if down else None,
+            upload_bytes=up.bytes if up else None,
+            download_duration_ms=down.seconds * 1000 if down else None,
+            upload_duration_ms=up.seconds * 1000 if up else None,
+            download_samples_mbps=down.samples_mbps if down else None,
+            upload_samples_mbps=up.samples_mbps if up else None,
+            download_warmup_ms=down.omit_s * 1000 if down else None,
+            upload_warmup_ms=up.omit_s * 1000 if up else None,
+            sample_interval_ms=opts.sample_interval_ms,
+            cpu_percent=max(cpus) if cpus else None,
+            cpu_limited=cpu.cpu_limited(max(cpus)) if cpus else None,
+            link_speed_mbps=link,
+            line_rate_mbps=opts.line_rate_mbps,
+            mss_bytes=any_run.mss_bytes,
+            min_rtt_ms=up.min_rtt_ms if up else None,
+        ),
     )

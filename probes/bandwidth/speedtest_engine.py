@@ -31,7 +31,6 @@ import os
 import sys
 import time
 import urllib.request
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,7 +43,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from probes.bandwidth import cpu
 from probes.bandwidth.errors import BandwidthError
 from probes.bandwidth.link import link_speed_mbps
-from probes.models import BandwidthResult, FailureKind, Family
+from probes.models import FailureKind, Family
+from probes.spec import Measurement, Span
 
 #: How long a single speedtest-cli HTTP request may take, seconds (its default is 10).
 REQUEST_TIMEOUT_S = 10
@@ -210,7 +210,7 @@ async def _run_in_child(target: str, options: SpeedtestOptions) -> SpeedtestFigu
     return parse_worker_output(child.returncode or 0, stdout, stderr)
 
 
-async def measure(probe_id: str, target: str, options: dict[str, Any]) -> BandwidthResult:
+async def measure(target: str, options: dict[str, Any]) -> Measurement:
     try:
         opts = SpeedtestOptions.model_validate(options)
     except ValidationError as exc:
@@ -220,26 +220,25 @@ async def measure(probe_id: str, target: str, options: dict[str, Any]) -> Bandwi
     host = urlsplit(target).hostname if "://" in target else None
     figures = await _run_in_child(target, opts)
     link = await asyncio.to_thread(link_speed_mbps, host) if host else None
-    return BandwidthResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter() - started) * 1000,
+    return Measurement(
         engine="speedtest",
         target=target,
-        family=_family(host),
-        streams=figures.threads,
-        download_mbps=figures.download_bps / 1e6 if figures.download_bps is not None else None,
-        upload_mbps=figures.upload_bps / 1e6 if figures.upload_bps is not None else None,
-        download_bytes=figures.download_bytes,
-        upload_bytes=figures.upload_bytes,
-        download_duration_ms=figures.download_s * 1000 if figures.download_s else None,
-        upload_duration_ms=figures.upload_s * 1000 if figures.upload_s else None,
-        idle_latency_ms=figures.ping_ms,
-        cpu_percent=figures.cpu_percent,
-        cpu_limited=cpu.cpu_limited(figures.cpu_percent),
-        link_speed_mbps=link,
-        line_rate_mbps=opts.line_rate_mbps,
+        span=Span(measured_at, (time.perf_counter() - started) * 1000),
+        fields=dict(
+            family=_family(host),
+            streams=figures.threads,
+            download_mbps=figures.download_bps / 1e6 if figures.download_bps is not None else None,
+            upload_mbps=figures.upload_bps / 1e6 if figures.upload_bps is not None else None,
+            download_bytes=figures.download_bytes,
+            upload_bytes=figures.upload_bytes,
+            download_duration_ms=figures.download_s * 1000 if figures.download_s else None,
+            upload_duration_ms=figures.upload_s * 1000 if figures.upload_s else None,
+            idle_latency_ms=figures.ping_ms,
+            cpu_percent=figures.cpu_percent,
+            cpu_limited=cpu.cpu_limited(figures.cpu_percent),
+            link_speed_mbps=link,
+            line_rate_mbps=opts.line_rate_mbps,
+        ),
     )
 
 

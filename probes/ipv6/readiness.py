@@ -1,6 +1,7 @@
 """The IPv6 readiness probe: run every check at once, then score and judge them.
 
-Each check fills one field of ``Ipv6Result`` and, when it fails, a reason under the same key.
+Each check fills one field of ``Readiness`` (the fields of ``Ipv6Result``) and, when it fails, a
+reason under the same key.
 The checks are I/O (``hostconfig``, ``icmpv6``, ``http_check``, ``dns_lookup``); what they mean
 is decided by pure functions (``scoring``, ``nat64``, ``ra``), so this module only wires them.
 """
@@ -8,16 +9,16 @@ is decided by pure functions (``scoring``, ``nat64``, ``ra``), so this module on
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import time
-import uuid
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from ipaddress import IPv6Address, IPv6Network, ip_address
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
+from probes.envelope import stamp
 from probes.ipv6 import dns_lookup, hostconfig, icmpv6, nat64
 from probes.ipv6.http_check import Fetch, fetch, resolve, split_url
 from probes.ipv6.options import Ipv6Options, resolve_options
@@ -32,24 +33,71 @@ from probes.ipv6.scoring import (
     symptoms,
     works,
 )
-from probes.models import Family, Ipv6Result, ResultBase
-
-if TYPE_CHECKING:
-    from probes.registry import ProbeSpec
+from probes.models import Family, Ipv6Result
+from probes.spec import Measurement, ProbeSpec, Stopwatch
 
 ENGINE = "readiness"
 _REASON_MAX = 256  # models.ShortText
+_RA_PREFIXES_MAX = 16  # the model's bound of ra_prefixes
 
 
-async def run(spec: ProbeSpec) -> list[ResultBase]:
-    """Registry entry point: one result for the spec's first target (the hamletnet host)."""
+@dataclass(slots=True)
+class Readiness:
+    """What the checks found: the fields of ``Ipv6Result``, filled in as the checks are judged
+    (None: not run, or nothing to say), with a reason per failed check under its field's name."""
+
+    global_address: bool | None = None
+    default_route: bool | None = None
+    ra_seen: bool | None = None
+    ra_prefixes: list[str] | None = None
+    ra_managed: bool | None = None
+    ra_other_config: bool | None = None
+    ra_router_lifetime_s: int | None = None
+    aaaa_resolves: bool | None = None
+    icmpv6_echo: bool | None = None
+    http_over_ipv6: bool | None = None
+    dual_stack_family: Family | None = None
+    ipv4_site_loads: bool | None = None
+    ipv6_capable: bool | None = None
+    ipv6_preferred: bool | None = None
+    large_packets_ok: bool | None = None
+    resolver_reaches_ipv6_only: bool | None = None
+    nat64_detected: bool | None = None
+    nat64_prefix: str | None = None
+    nat64_prefix_source: Literal["ra_pref64", "dns64"] | None = None
+    ipv4_only_reachable_via_nat64: bool | None = None
+    probe_tests_over_ipv6_pct: float | None = None
+    symptoms: list[str] | None = None
+    score_transition: int | None = None
+    score_strict: int | None = None
+    ipv6_ready: bool | None = None
+    ipv6_only_ready: bool | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def fields(self) -> dict[str, Any]:
+        """The ``Ipv6Result`` fields: reasons cut to the model's bound, none at all as None."""
+        found = dataclasses.asdict(self)
+        found["reasons"] = {k: v[:_REASON_MAX] for k, v in self.reasons.items()} or None
+        return found
+
+
+async def run(spec: ProbeSpec) -> list[Measurement]:
+    """Registry entry point: one measurement for the spec's first target (the hamletnet host)."""
     if not spec.targets:
         raise ValueError("ipv6 needs --target: the hamletnet target host (hamletnet.example.vn)")
     options = dict(spec.options)
     # Fetches run concurrently, but a literal test resolves then fetches and the echo targets
     # go one by one: a third of the caller's budget per check keeps the whole run inside it.
     options.setdefault("check_timeout_s", min(CHECK_TIMEOUT_S, spec.timeout_s / 3))
-    return [await measure_ipv6(spec.probe_id, spec.targets[0], options)]
+    return [await measure(spec.targets[0], options)]
+
+
+async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -> Ipv6Result:
+    """``measure`` as a result (the demo's entry; the agent runs ``run`` through the registry
+    and stamps the result itself)."""
+    watch = Stopwatch()
+    measurement = await measure(target, options)
+    return stamp(Ipv6Result, probe_id, measurement, watch.span())
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +106,9 @@ class _Literal:
     why_skipped: str | None = None
 
 
-async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -> Ipv6Result:
+async def measure(target: str, options: Mapping[str, Any]) -> Measurement:
     """Every check against the targets that ``options`` names (defaults under ``target``)."""
     opts = resolve_options(target, options)
-    measured_at = datetime.now(UTC)
-    started = time.perf_counter_ns()
     assert opts.dual_stack_url and opts.ipv4_only_url and opts.ipv6_only_url  # filled in
     assert opts.large_response_url and opts.ipv6_only_dns_name
 
@@ -100,62 +146,60 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
         wka = tg.create_task(dns_lookup.aaaa(IPV4ONLY_ARPA, opts.resolver, opts.check_timeout_s))
         echoes = tg.create_task(_echo_all(opts))
 
-    reasons: dict[str, str] = {}
-    result: dict[str, object] = {}
+    result = Readiness()
+    reasons = result.reasons
 
     # Host configuration.
     addresses = hostconfig.read_addresses()
     globals_ = hostconfig.global_addresses(addresses)
-    result["global_address"] = bool(globals_)
+    result.global_address = bool(globals_)
     if not globals_:
         others = ", ".join(f"{r.address}%{r.ifname}" for r in addresses if r.ifname != "lo")
         reasons["global_address"] = "no usable global IPv6 address" + (
             f" (only {others})" if others else " (IPv6 is off)"
         )
     routes = hostconfig.read_default_routes()
-    result["default_route"] = bool(routes)
+    result.default_route = bool(routes)
     if not routes:
         reasons["default_route"] = "no IPv6 default route (no router advertised one)"
 
     # Router Advertisement.
     ra_seen, ra_reason, solicitation = ra_task.result()
-    result["ra_seen"] = ra_seen
+    result.ra_seen = ra_seen
     _reason(reasons, "ra_seen", ra_reason)
     pref64: list[IPv6Network] = []
     if solicitation is not None and solicitation.advert is not None:
         advert = solicitation.advert
-        result |= {
-            "ra_prefixes": [str(p.prefix) for p in advert.prefixes][:16],
-            "ra_managed": advert.managed,
-            "ra_other_config": advert.other_config,
-            "ra_router_lifetime_s": advert.router_lifetime_s,
-        }
+        result.ra_prefixes = [str(p.prefix) for p in advert.prefixes][:_RA_PREFIXES_MAX]
+        result.ra_managed = advert.managed
+        result.ra_other_config = advert.other_config
+        result.ra_router_lifetime_s = advert.router_lifetime_s
         pref64 = [p.prefix for p in advert.pref64 if p.lifetime_s > 0]
 
     # DNS returns AAAA.
     aaaa_lookup = aaaa_dns.result()
-    result["aaaa_resolves"] = bool(aaaa_lookup.addresses)
+    result.aaaa_resolves = bool(aaaa_lookup.addresses)
     if not aaaa_lookup.addresses:
         reasons["aaaa_resolves"] = aaaa_lookup.error or f"no AAAA record for {ds_host}"
 
     # ICMPv6 echo.
     echo_ok, echo_reason = echoes.result()
-    result["icmpv6_echo"] = echo_ok
+    result.icmpv6_echo = echo_ok
     _reason(reasons, "icmpv6_echo", echo_reason)
 
     # HTTP over IPv6, Happy Eyeballs outcome, large packets.
     ds6_f, ds_f, a_f, aaaa_f = ds6.result(), ds.result(), a.result(), aaaa.result()
     large_f = large.result()
-    result["http_over_ipv6"] = works(ds6_f.outcome)
+    result.http_over_ipv6 = works(ds6_f.outcome)
     _fetch_reason(reasons, "http_over_ipv6", ds6_f)
-    result["dual_stack_family"] = ds_f.family if works(ds_f.outcome) else None
+    result.dual_stack_family = ds_f.family if works(ds_f.outcome) else None
     _fetch_reason(reasons, "dual_stack_family", ds_f)
-    result["ipv4_site_loads"] = works(a_f.outcome)
+    result.ipv4_site_loads = works(a_f.outcome)
     _fetch_reason(reasons, "ipv4_site_loads", a_f)
-    result["ipv6_capable"] = works(aaaa_f.outcome)
+    result.ipv6_capable = works(aaaa_f.outcome)
     _fetch_reason(reasons, "ipv6_capable", aaaa_f)
-    result["ipv6_preferred"] = ds_f.family is Family.IPV6 if works(ds_f.outcome) else None
-    result["large_packets_ok"] = large_f.outcome is Outcome.OK
+    result.ipv6_preferred = ds_f.family is Family.IPV6 if works(ds_f.outcome) else None
+    result.large_packets_ok = large_f.outcome is Outcome.OK
     if large_f.outcome is Outcome.SLOW:
         reasons["large_packets_ok"] = (
             f"{large_f.body_bytes} bytes took {large_f.elapsed_ms:.0f} ms: path MTU discovery"
@@ -165,7 +209,7 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
 
     # Resolver reaches IPv6-only DNS servers.
     v6ns_outcome, v6ns_reason = v6ns.result()
-    result["resolver_reaches_ipv6_only"] = works(v6ns_outcome)
+    result.resolver_reaches_ipv6_only = works(v6ns_outcome)
     _reason(reasons, "resolver_reaches_ipv6_only", v6ns_reason)
 
     # NAT64: RA PREF64 first (RFC 9872), then ipv4only.arpa (RFC 7050).
@@ -177,10 +221,10 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
         prefixes, source = pref64, "ra_pref64"
     elif discovery.prefixes:
         prefixes, source = list(discovery.prefixes), "dns64"
-    result["nat64_detected"] = bool(prefixes)
+    result.nat64_detected = bool(prefixes)
     if prefixes:
-        result["nat64_prefix"] = str(prefixes[0])
-        result["nat64_prefix_source"] = source
+        result.nat64_prefix = str(prefixes[0])
+        result.nat64_prefix_source = source
     else:
         dns_why = wka_lookup.error or discovery.problem
         reasons["nat64_detected"] = f"no PREF64 in an RA; {IPV4ONLY_ARPA}: {dns_why}"
@@ -192,14 +236,14 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
             f"{via.url} answered over IPv6 from {via.peer}, outside the NAT64 prefix: the name is"
             " not IPv4-only"
         )
-    result["ipv4_only_reachable_via_nat64"] = reached
+    result.ipv4_only_reachable_via_nat64 = reached
     _fetch_reason(reasons, "ipv4_only_reachable_via_nat64", via)
 
     # The probe's own share of fetches over IPv6 (family left to the OS).
     free = [f for f in (a_f, aaaa_f, ds_f) if works(f.outcome) and f.family is not None]
     if free:
         share = 100.0 * sum(f.family is Family.IPV6 for f in free) / len(free)
-        result["probe_tests_over_ipv6_pct"] = round(share, 1)
+        result.probe_tests_over_ipv6_pct = round(share, 1)
 
     # Score and verdicts.
     lit4, lit6 = v4_literal.result(), v6_literal.result()
@@ -216,11 +260,8 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
     )
     found = symptoms(obs)
     transition, strict = scores(found)
-    result |= {
-        "symptoms": [s.value for s in found],
-        "score_transition": transition,
-        "score_strict": strict,
-    }
+    result.symptoms = [s.value for s in found]
+    result.score_transition, result.score_strict = transition, strict
     inputs = ReadinessInputs(
         ra_seen=ra_seen,
         global_address=bool(globals_),
@@ -234,23 +275,12 @@ async def measure_ipv6(probe_id: str, target: str, options: Mapping[str, Any]) -
         ipv4_only_reachable_via_nat64=reached,
         score_strict=strict,
     )
-    for name, verdict in (
-        ("ipv6_ready", ipv6_ready(inputs)),
-        ("ipv6_only_ready", ipv6_only_ready(inputs)),
-    ):
-        result[name] = verdict.ready
-        _reason(reasons, name, verdict.explain())
-
-    return Ipv6Result(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter_ns() - started) / 1e6,
-        engine=ENGINE,
-        target=target,
-        reasons={k: v[:_REASON_MAX] for k, v in reasons.items()} or None,
-        **result,
-    )
+    ready, only_ready = ipv6_ready(inputs), ipv6_only_ready(inputs)
+    result.ipv6_ready = ready.ready
+    _reason(reasons, "ipv6_ready", ready.explain())
+    result.ipv6_only_ready = only_ready.ready
+    _reason(reasons, "ipv6_only_ready", only_ready.explain())
+    return Measurement(engine=ENGINE, target=target, fields=result.fields())
 
 
 def _reason(reasons: dict[str, str], key: str, why: str | None) -> None:

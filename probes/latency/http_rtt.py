@@ -31,8 +31,9 @@ from probes import kernel_timestamps
 from probes.latency.address import resolve
 from probes.latency.http_response import HttpFramingError, build_get, response_end
 from probes.latency.options import LatencyOptions
-from probes.latency.summary import latency_result
-from probes.models import FailureKind, Family, LatencyResult, TimestampSource
+from probes.latency.summary import latency_measurement
+from probes.models import FailureKind, Family, TimestampSource
+from probes.spec import Measurement
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,20 +166,16 @@ def _tls_context(options: LatencyOptions) -> ssl.SSLContext:
     return context
 
 
-async def measure(
-    probe_id: str, targets: Sequence[str], options: LatencyOptions
-) -> list[LatencyResult]:
+async def measure(targets: Sequence[str], options: LatencyOptions) -> list[Measurement]:
     """One result per URL target, the targets one after another."""
     parsed = [parse_url(t) for t in targets]  # refuse a bad URL before measuring anything
     return [
-        await _measure_one(probe_id, url, target, options)
+        await _measure_one(url, target, options)
         for url, target in zip(targets, parsed, strict=True)
     ]
 
 
-async def _measure_one(
-    probe_id: str, url: str, target: HttpTarget, options: LatencyOptions
-) -> LatencyResult:
+async def _measure_one(url: str, target: HttpTarget, options: LatencyOptions) -> Measurement:
     measured_at, started = datetime.now(UTC), time.perf_counter_ns()
     family = options.family
     phases: dict[str, float | None] = {}
@@ -231,8 +228,8 @@ async def _measure_one(
     finally:
         if conn is not None:
             conn.close()
-    return latency_result(
-        probe_id, method="http", target=url, family=family, series=series,
+    return latency_measurement(
+        method="http", target=url, family=family, series=series,
         measured_at=measured_at, started_ns=started, failure=failure,
         timestamp_source=kernel_timestamps.series_source(sources), **phases,
     )  # fmt: skip

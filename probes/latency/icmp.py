@@ -29,8 +29,9 @@ from probes import kernel_timestamps
 from probes.latency import icmp_packet
 from probes.latency.address import resolve
 from probes.latency.options import LatencyOptions
-from probes.latency.summary import latency_result
-from probes.models import FailureKind, Family, LatencyResult, TimestampSource
+from probes.latency.summary import latency_measurement
+from probes.models import FailureKind, Family, TimestampSource
+from probes.spec import Measurement
 
 log = logging.getLogger(__name__)
 
@@ -206,14 +207,12 @@ def _same_address(a: str, b: str) -> bool:
         return False
 
 
-async def measure(
-    probe_id: str, targets: Sequence[str], options: LatencyOptions
-) -> list[LatencyResult]:
+async def measure(targets: Sequence[str], options: LatencyOptions) -> list[Measurement]:
     """One result per target (an address or a host name), all series at once over shared sockets."""
     sockets: dict[Family, IcmpSocket] = {}
     try:
         async with asyncio.TaskGroup() as tg:
-            tasks = [tg.create_task(_measure_one(probe_id, t, options, sockets)) for t in targets]
+            tasks = [tg.create_task(_measure_one(t, options, sockets)) for t in targets]
     except ExceptionGroup as group:  # a bad target or a bug: report the first, as a plain error
         raise group.exceptions[0] from None
     finally:
@@ -223,8 +222,8 @@ async def measure(
 
 
 async def _measure_one(
-    probe_id: str, target: str, options: LatencyOptions, sockets: dict[Family, IcmpSocket]
-) -> LatencyResult:
+    target: str, options: LatencyOptions, sockets: dict[Family, IcmpSocket]
+) -> Measurement:
     measured_at, started = datetime.now(UTC), time.perf_counter_ns()
     family: Family | None = options.family
     resolve_ms: float | None = None
@@ -240,12 +239,12 @@ async def _measure_one(
     except OSError as exc:
         failure = (FailureKind.UNREACHABLE, str(exc))
     else:
-        return latency_result(
-            probe_id, method="icmp", target=target, family=family, series=series,
+        return latency_measurement(
+            method="icmp", target=target, family=family, series=series,
             measured_at=measured_at, started_ns=started, resolve_ms=resolve_ms,
             timestamp_source=source,
         )  # fmt: skip
-    return latency_result(
-        probe_id, method="icmp", target=target, family=family, series=[],
+    return latency_measurement(
+        method="icmp", target=target, family=family, series=[],
         measured_at=measured_at, started_ns=started, failure=failure, resolve_ms=resolve_ms,
     )  # fmt: skip

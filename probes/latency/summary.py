@@ -1,4 +1,4 @@
-"""From one series of round trips to a ``LatencyResult``: the statistics every engine reports.
+"""From one series of round trips to a latency measurement: the statistics every engine reports.
 
 A series is the RTT of each counted probe in the order sent, ``None`` for a lost one. Lost probes
 only count in ``loss_pct``; they never enter a statistic as 0 (methodology: missing is None).
@@ -10,13 +10,13 @@ neighbours into one pair.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from probes.models import FailureKind, Family, LatencyResult, Status, TimestampSource
+from probes.models import FailureKind, Family, TimestampSource
+from probes.spec import Failure, Measurement, Span
 from probes.stats import jitter_masd, mean, median
 
 #: Raw RTTs keep microsecond resolution, the precision of the kernel's timestamps that matters.
@@ -59,8 +59,7 @@ def summarize(series: Sequence[float | None]) -> RttSummary:
     )
 
 
-def latency_result(
-    probe_id: str,
+def latency_measurement(
     *,
     method: Method,
     target: str,
@@ -71,33 +70,31 @@ def latency_result(
     failure: tuple[FailureKind, str] | None = None,
     timestamp_source: TimestampSource | None = None,
     **phases: float | None,
-) -> LatencyResult:
-    """The result of one series. With no reply at all the test failed: ``failure`` names why
-    (default: unreachable); the counts stay, so 100 % loss is still visible as data."""
+) -> Measurement:
+    """The measurement of one series, timed from ``measured_at``/``started_ns`` (an engine
+    measures several targets per call). With no reply at all the test failed: ``failure`` names
+    why (default: unreachable); the counts stay, so 100 % loss is still visible as data."""
     summary = summarize(series)
     if failure is None and summary.sent and not summary.received:
         failure = (FailureKind.UNREACHABLE, f"no reply from {target} to {summary.sent} probes")
-    return LatencyResult(
-        result_id=uuid.uuid4(),
-        probe_id=probe_id,
-        measured_at=measured_at,
-        duration_ms=(time.perf_counter_ns() - started_ns) / 1e6,
+    return Measurement(
         engine=method,
-        method=method,
         target=target,
-        family=family,
-        sent=summary.sent,
-        received=summary.received,
-        loss_pct=summary.loss_pct,
-        rtt_min_ms=summary.rtt_min_ms,
-        rtt_median_ms=summary.rtt_median_ms,
-        rtt_mean_ms=summary.rtt_mean_ms,
-        rtt_max_ms=summary.rtt_max_ms,
-        jitter_ms=summary.jitter_ms,
-        rtts_ms=summary.rtts_ms if summary.sent else None,
-        status=Status.FAILED if failure else Status.OK,
-        failure_kind=failure[0] if failure else None,
-        error=failure[1][:2048] if failure else None,
-        timestamp_source=timestamp_source,
-        **{k: None if v is None else round(v, RTT_DECIMALS) for k, v in phases.items()},
+        span=Span(measured_at, (time.perf_counter_ns() - started_ns) / 1e6),
+        failure=Failure(*failure) if failure else None,
+        fields={
+            "method": method,
+            "family": family,
+            "sent": summary.sent,
+            "received": summary.received,
+            "loss_pct": summary.loss_pct,
+            "rtt_min_ms": summary.rtt_min_ms,
+            "rtt_median_ms": summary.rtt_median_ms,
+            "rtt_mean_ms": summary.rtt_mean_ms,
+            "rtt_max_ms": summary.rtt_max_ms,
+            "jitter_ms": summary.jitter_ms,
+            "rtts_ms": summary.rtts_ms if summary.sent else None,
+            "timestamp_source": timestamp_source,
+            **{k: None if v is None else round(v, RTT_DECIMALS) for k, v in phases.items()},
+        },
     )

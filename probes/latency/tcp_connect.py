@@ -18,10 +18,12 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from probes.envelope import stamp
 from probes.latency.address import resolve, split_host_port
 from probes.latency.options import LatencyOptions
-from probes.latency.summary import latency_result
+from probes.latency.summary import latency_measurement
 from probes.models import FailureKind, Family, LatencyResult
+from probes.spec import Measurement, Stopwatch
 
 #: ``struct tcp_info`` (linux/tcp.h): tcpi_rtt (us) at byte 68, tcpi_total_retrans at byte 100.
 TCP_INFO_BYTES = 104
@@ -53,16 +55,14 @@ async def connect_once(address: str, port: int, family: Family, wait_s: float) -
         return handshake_rtt_ms(info, elapsed)
 
 
-async def measure(
-    probe_id: str, targets: Sequence[str], options: LatencyOptions
-) -> list[LatencyResult]:
+async def measure(targets: Sequence[str], options: LatencyOptions) -> list[Measurement]:
     """One result per ``HOST:PORT`` target, the targets one after another."""
     for target in targets:
         split_host_port(target)  # refuse a bad target before measuring anything
-    return [await _measure_one(probe_id, target, options) for target in targets]
+    return [await _measure_one(target, options) for target in targets]
 
 
-async def _measure_one(probe_id: str, target: str, options: LatencyOptions) -> LatencyResult:
+async def _measure_one(target: str, options: LatencyOptions) -> Measurement:
     measured_at, started = datetime.now(UTC), time.perf_counter_ns()
     host, port = split_host_port(target)
     family = options.family
@@ -72,8 +72,8 @@ async def _measure_one(probe_id: str, target: str, options: LatencyOptions) -> L
     try:
         address, family, resolve_ms = await resolve(host, options.family)
     except socket.gaierror as exc:
-        return latency_result(
-            probe_id, method="tcp", target=target, family=family, series=series,
+        return latency_measurement(
+            method="tcp", target=target, family=family, series=series,
             measured_at=measured_at, started_ns=started,
             failure=(FailureKind.DNS, f"cannot resolve {host!r}: {exc.strerror}"),
         )  # fmt: skip
@@ -97,8 +97,8 @@ async def _measure_one(probe_id: str, target: str, options: LatencyOptions) -> L
             else FailureKind.UNREACHABLE
         )  # fmt: skip
         failure = (kind, f"no TCP connection to {target}: {type(last).__name__} {last}".strip())
-    return latency_result(
-        probe_id, method="tcp", target=target, family=family, series=series,
+    return latency_measurement(
+        method="tcp", target=target, family=family, series=series,
         measured_at=measured_at, started_ns=started, failure=failure, resolve_ms=resolve_ms,
     )  # fmt: skip
 
@@ -112,7 +112,10 @@ async def measure_tcp_connect(
     interval_s: float = 0.2,
     timeout_s: float = 2.0,
 ) -> LatencyResult:
-    """``count`` connects to ``host:port`` (the demo's entry; the registry uses ``measure``)."""
+    """``count`` connects to ``host:port`` as a result (the demo's entry; the agent runs
+    ``measure`` through the registry and stamps the result itself)."""
     options = LatencyOptions(count=count, interval_s=interval_s, wait_s=timeout_s)
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return await _measure_one(probe_id, target, options)
+    watch = Stopwatch()
+    measurement = await _measure_one(target, options)
+    return stamp(LatencyResult, probe_id, measurement, watch.span())

@@ -134,12 +134,14 @@ def test_every_resolver_name_and_type_gives_one_result(lab: tuple[Lab, Host]) ->
     # In-process through the registry, inside the namespace: 2 resolvers x 2 names x 2 types.
     script = (
         "import asyncio, json\n"
-        "from probes.registry import PROBES, ProbeSpec\n"
+        "from probes.registry import PROBES\n"
+        "from probes.spec import ProbeSpec\n"
         "from probes.models import Kind\n"
         "spec = ProbeSpec('p1', ['www.lab.test', 'missing.lab.test'],"
         f" options={{'resolvers': ['{RESOLVER_V4}', '{RESOLVER_V6}']}})\n"
         "rs = asyncio.run(PROBES[Kind.DNS].run(spec))\n"
-        "print(json.dumps([[r.resolver, r.qname, r.qtype, r.rcode] for r in rs]))\n"
+        "keys = ('resolver', 'qname', 'qtype', 'rcode')\n"
+        "print(json.dumps([[m.fields[k] for k in keys] for m in rs]))\n"
     )
     out = subprocess.run(net.cmd(cli, sys.executable, "-c", script), env=ENV, cwd=ROOT,
                          capture_output=True, text=True, check=True, timeout=60).stdout  # fmt: skip

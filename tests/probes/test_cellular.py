@@ -27,6 +27,8 @@ from probes.cellular import (
     parse_signal,
     snapshot,
 )
+from probes.models import CellularResult
+from tests.probes.stamping import as_result
 
 FIXTURES = Path(__file__).parent / "fixtures" / "mmcli"
 
@@ -144,7 +146,7 @@ def fake_mmcli(tmp_path: Path, listing: str = "list-one.json", modem: str = "mod
 
 async def test_snapshot_switches_signal_sampling_on_and_reads_it(tmp_path: Path) -> None:
     mmcli = fake_mmcli(tmp_path, modem="modem-5g-nsa.json", signal="signal-5g-nsa.json")
-    result = await snapshot("p1", mmcli=mmcli, signal_rate_s=1)
+    result = as_result(CellularResult, await snapshot(mmcli=mmcli, signal_rate_s=1))
     assert result.status == "ok" and result.engine == "mmcli"
     assert (result.technology, result.operator, result.registration_state) == (
         "lte,5gnr", "MobiFone", "roaming",
@@ -158,24 +160,26 @@ async def test_snapshot_switches_signal_sampling_on_and_reads_it(tmp_path: Path)
 
 
 async def test_snapshot_reports_a_recent_signal_quality(tmp_path: Path) -> None:
-    result = await snapshot("p1", mmcli=fake_mmcli(tmp_path), signal_rate_s=1)
+    result = as_result(CellularResult, await snapshot(mmcli=fake_mmcli(tmp_path), signal_rate_s=1))
     assert (result.signal_quality_pct, result.signal_quality_recent) == (67.0, True)
 
 
 async def test_no_modem_is_a_failed_result(tmp_path: Path) -> None:
-    result = await snapshot("p1", mmcli=fake_mmcli(tmp_path, listing="list-none.json"))
+    result = as_result(
+        CellularResult, await snapshot(mmcli=fake_mmcli(tmp_path, listing="list-none.json"))
+    )
     assert (result.status, result.failure_kind) == ("failed", "no_device")
     assert result.rsrp_dbm is None
 
 
 async def test_unknown_modem_is_a_failed_result(tmp_path: Path) -> None:
-    result = await snapshot("p1", modem="7", mmcli=fake_mmcli(tmp_path))
+    result = as_result(CellularResult, await snapshot(modem="7", mmcli=fake_mmcli(tmp_path)))
     assert (result.status, result.failure_kind) == ("failed", "no_device")
     assert "couldn't find modem" in (result.error or "")
 
 
 async def test_missing_mmcli_is_tool_missing(tmp_path: Path) -> None:
-    result = await snapshot("p1", mmcli=str(tmp_path / "no-such-mmcli"))
+    result = as_result(CellularResult, await snapshot(mmcli=str(tmp_path / "no-such-mmcli")))
     assert (result.status, result.failure_kind) == ("failed", "tool_missing")
 
 

@@ -24,7 +24,8 @@ from probes import dns as dns_probe
 from probes import kernel_timestamps as kt
 from probes.latency import http_rtt, icmp
 from probes.latency.options import LatencyOptions
-from probes.models import Status
+from probes.models import DnsResult, LatencyResult, Status
+from tests.probes.stamping import as_result, as_results
 
 ns = st.integers(0, 2**62)
 
@@ -138,7 +139,7 @@ async def test_icmp_over_loopback(stamps: str) -> None:
         socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
     except PermissionError:
         pytest.skip("ICMP needs root or CAP_NET_RAW here (the lab tests run as root)")
-    (result,) = await icmp.measure("p1", ["127.0.0.1"], FAST)
+    (result,) = as_results(LatencyResult, await icmp.measure(["127.0.0.1"], FAST))
     assert (result.status, result.error) == (Status.OK, None)
     assert (result.sent, result.received) == (3, 3)
     assert result.timestamp_source == stamps
@@ -151,7 +152,8 @@ async def test_http_over_loopback(stamps: str, aiohttp_server: Any) -> None:
     app = web.Application()
     app.router.add_get("/", ok)
     server = await aiohttp_server(app)
-    (result,) = await http_rtt.measure("p1", [f"http://127.0.0.1:{server.port}/"], FAST)
+    url = f"http://127.0.0.1:{server.port}/"
+    (result,) = as_results(LatencyResult, await http_rtt.measure([url], FAST))
     assert (result.status, result.error) == (Status.OK, None)
     assert (result.sent, result.received) == (3, 3) and result.first_byte_ms is not None
     assert result.timestamp_source == stamps
@@ -177,7 +179,8 @@ async def test_dns_over_loopback(stamps: str) -> None:
     try:
         port = transport.get_extra_info("sockname")[1]
         options = dns_probe.parse_options({"qtypes": "A", "wait_s": 2})
-        result = await dns_probe.query("p1", "www.example.vn", "A", f"127.0.0.1:{port}", options)
+        found = await dns_probe.query("www.example.vn", "A", f"127.0.0.1:{port}", options)
+        result = as_result(DnsResult, found)
     finally:
         transport.close()
     assert (result.status, result.error) == (Status.OK, None)

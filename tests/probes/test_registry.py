@@ -6,18 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from probes.models import Kind, LatencyResult
-from probes.registry import PROBES, ProbeSpec
+from probes.models import CellularResult, Kind, LatencyResult
+from probes.registry import PROBES
+from probes.spec import ProbeSpec
+from tests.probes.stamping import as_result, as_results
 
 
 async def test_latency_defaults_to_icmp_and_measures_over_loopback() -> None:
     spec = ProbeSpec("p1", ["127.0.0.1", "::1", "localhost"],
                      options={"count": 3, "interval_s": 0.01})  # fmt: skip
-    results = await PROBES[Kind.LATENCY].run(spec)
+    results = as_results(LatencyResult, await PROBES[Kind.LATENCY].run(spec))
     assert [(r.engine, r.target, r.status, r.sent) for r in results] == [
         ("icmp", "127.0.0.1", "ok", 3), ("icmp", "::1", "ok", 3), ("icmp", "localhost", "ok", 3),
     ]  # fmt: skip
-    v4, v6, named = (r for r in results if isinstance(r, LatencyResult))
+    v4, v6, named = results
     assert v4.family == "ipv4" and v6.family == "ipv6"
     assert v4.resolve_ms is None and named.resolve_ms is not None  # only a name is looked up
 
@@ -34,5 +36,6 @@ async def test_unknown_engine_and_bad_options_are_named() -> None:
 async def test_cellular_needs_no_target(tmp_path: Path) -> None:
     entry = PROBES[Kind.CELLULAR]
     assert not entry.needs_targets and PROBES[Kind.DNS].needs_targets
-    (result,) = await entry.run(ProbeSpec("p1", options={"mmcli": str(tmp_path / "mmcli")}))
+    (found,) = await entry.run(ProbeSpec("p1", options={"mmcli": str(tmp_path / "mmcli")}))
+    result = as_result(CellularResult, found)
     assert (result.kind, result.failure_kind) == ("cellular", "tool_missing")

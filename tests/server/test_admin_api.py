@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from server.app import create_app
 from server.settings import load_settings
-from tests.server.conftest import ADMIN_TOKEN, auth
+from tests.server.conftest import ADMIN_TOKEN, auth, bandwidth, heartbeat, signed
 
 ADMIN = auth(ADMIN_TOKEN)
 
@@ -282,3 +282,62 @@ async def test_hamlets_are_listed_with_their_commune_and_facts(
          "probes": 0, "commune": "hiep-luc", "adults": 500, "lat": 22.43, "lon": 105.98,
          "isps": ["VNPT", "Viettel"]},
     ]  # fmt: skip
+
+
+async def _probe_post(client: TestClient, probe: dict[str, Any], path: str, body: Any) -> Any:
+    resp = await client.post(path, json=body, headers=auth(probe["token"]))
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_a_data_budget_is_set_with_who_and_reaches_the_probe_in_every_reply(
+    client: TestClient, probe: dict[str, Any]
+) -> None:
+    """The office sets a metered line's monthly budget; the probe learns it from the reply to
+    its next batch or heartbeat (collector/budget.py), and null (no budget) after it is
+    cleared, so the probe's own configuration stands again."""
+    pid, key = probe["probe_id"], probe["key"]
+
+    def batch() -> dict[str, Any]:
+        return {"results": [signed(bandwidth(pid), key)]}
+
+    # Before any budget, and with the probe's token in the server's cache.
+    assert (await _probe_post(client, probe, "/api/v1/results", batch()))["data_budget"] is None
+    status, body = await _patch(client, pid, {"data_budget_bytes": 10_000_000_000, "actor": "A"})
+    assert status == 200, body
+    assert body["data_budget_bytes"] == 10_000_000_000 and body["declared_by"] == "A"
+    view = await (await client.get(f"/api/v1/admin/probes/{pid}", headers=ADMIN)).json()
+    assert view["data_budget_bytes"] == 10_000_000_000
+    for path, sent in (
+        ("/api/v1/results", batch()),
+        ("/api/v1/heartbeat", signed(heartbeat(pid), key)),
+    ):
+        reply = await _probe_post(client, probe, path, sent)
+        assert reply["data_budget"] == {"monthly_bytes": 10_000_000_000}, path
+
+    status, body = await _patch(client, pid, {"data_budget_bytes": None, "actor": "B"})
+    assert status == 200 and body["data_budget_bytes"] is None
+    assert (await _probe_post(client, probe, "/api/v1/results", batch()))["data_budget"] is None
+    changes = await (await client.get(f"/api/v1/admin/probes/{pid}/line-changes",
+                                      headers=ADMIN)).json()  # fmt: skip
+    assert [(c["changed_by"], c["new"]["data_budget_bytes"]) for c in changes] == [
+        ("A", 10_000_000_000),
+        ("B", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"data_budget_bytes": 10**9}, "actor: required"),
+        ({"data_budget_bytes": 0, "actor": "A"}, "data_budget_bytes: Input should be greater"),
+        ({"data_budget_bytes": 1.5, "actor": "A"}, "data_budget_bytes: Input should be a valid"),
+        ({"data_budget_bytes": 2**63, "actor": "A"}, "data_budget_bytes: Input should be less"),
+    ],
+)
+async def test_a_bad_data_budget_is_refused_by_key(
+    client: TestClient, probe: dict[str, Any], body: dict[str, Any], message: str
+) -> None:
+    status, reply = await _patch(client, probe["probe_id"], body)
+    assert status == 422, reply
+    assert message in reply["detail"]

@@ -77,6 +77,9 @@ async def test_a_registry_file_of_the_previous_version_opens_and_keeps_its_probe
         assert record.declared_down_mbps is None and record.plan_name is None
         changed = await registry.set_line("p1", declared_down_mbps=1000.0, actor="Cán bộ A")
         assert changed.declared_down_mbps == 1000.0 and changed.declared_by == "Cán bộ A"
+        assert changed.data_budget_bytes is None  # a column the old file lacked
+        budgeted = await registry.set_line("p1", data_budget_bytes=10**10, actor="Cán bộ A")
+        assert budgeted.data_budget_bytes == 10**10 and budgeted.declared_down_mbps == 1000.0
         hamlet = {h.code: h for h in await registry.hamlets()}["thon-a"]
         assert (hamlet.commune, hamlet.adults, hamlet.isps) == (
             "hiep-luc",

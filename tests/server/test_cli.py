@@ -79,6 +79,24 @@ def test_probe_set_records_the_declared_line_with_who(config: Path) -> None:
     assert nothing.returncode == 2 and "nothing to set" in nothing.stderr
 
 
+def test_probe_set_data_budget_is_recorded_and_cleared(config: Path) -> None:
+    added = server_cli(
+        "probe", "add", "--config", str(config), "--hamlet", "thon-a", "--isp", "Viettel",
+        "--access", "4g",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    args = ("probe", "set", "thon-a-viettel-4g", "--config", str(config), "--actor", "A")
+    result = server_cli(*args, "--data-budget", "10000000000")
+    assert result.returncode == 0, result.stderr
+    assert "data_budget_bytes: 10000000000" in result.stdout
+    cleared = server_cli(*args, "--data-budget", "none")
+    assert cleared.returncode == 0 and "data_budget_bytes: -" in cleared.stdout
+    bad = server_cli(*args, "--data-budget", "10GB")
+    assert bad.returncode == 2 and "'10GB' is not a number of bytes" in bad.stderr
+    zero = server_cli(*args, "--data-budget", "0")
+    assert zero.returncode == 1 and "data_budget_bytes: 0 must be" in zero.stderr
+
+
 def test_hand_entry_import_reports_each_row(config: Path, tmp_path: Path) -> None:
     csv_file = tmp_path / "chu-ky-so.csv"
     csv_file.write_bytes(

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.latency.summary import latency_result, summarize
-from probes.models import Family
+from probes.latency.summary import latency_measurement, summarize
+from probes.models import Family, LatencyResult
+from tests.probes.stamping import as_result
 
 rtt = st.floats(min_value=0.001, max_value=5000, allow_nan=False)
 series_st = st.lists(st.one_of(st.none(), rtt), max_size=60)
@@ -44,20 +45,20 @@ def test_lost_probes_are_absent_and_jitter_joins_their_neighbours() -> None:
 
 
 def test_all_lost_is_a_failed_result_that_keeps_the_counts() -> None:
-    result = latency_result(
-        "p1", method="icmp", target="198.18.0.9", family=Family.IPV4, series=[None] * 4,
+    result = as_result(LatencyResult, latency_measurement(
+        method="icmp", target="198.18.0.9", family=Family.IPV4, series=[None] * 4,
         measured_at=datetime.now(UTC), started_ns=time.perf_counter_ns(),
-    )  # fmt: skip
+    ))  # fmt: skip
     assert result.status == "failed" and result.failure_kind == "unreachable"
     assert (result.sent, result.received, result.loss_pct, result.rtts_ms) == (4, 0, 100.0, [])
     assert result.rtt_median_ms is None
 
 
 def test_phases_are_carried_and_rounded() -> None:
-    result = latency_result(
-        "p1", method="http", target="http://x/", family=None, series=[1.23456],
+    result = as_result(LatencyResult, latency_measurement(
+        method="http", target="http://x/", family=None, series=[1.23456],
         measured_at=datetime.now(UTC), started_ns=time.perf_counter_ns(),
         resolve_ms=None, connect_ms=0.12345, tls_ms=2.0, first_byte_ms=3.33333,
-    )  # fmt: skip
+    ))  # fmt: skip
     assert (result.connect_ms, result.tls_ms, result.first_byte_ms) == (0.123, 2.0, 3.333)
     assert result.resolve_ms is None and result.rtts_ms == [1.235]

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from probes.latency.options import LatencyOptions
 from probes.latency.tcp_connect import TCP_INFO_BYTES, handshake_rtt_ms, measure
+from probes.models import LatencyResult
+from tests.probes.stamping import as_results
 
 
 def _tcp_info(rtt_us: int, total_retrans: int) -> bytes:
@@ -42,7 +44,8 @@ async def test_closed_port_is_refused_and_a_live_one_measured() -> None:
             probe.bind(("127.0.0.1", 0))
             closed = probe.getsockname()[1]
         options = LatencyOptions(count=3, interval_s=0.01, wait_s=1)
-        ok, refused = await measure("p1", [f"127.0.0.1:{port}", f"127.0.0.1:{closed}"], options)
+        measured = await measure([f"127.0.0.1:{port}", f"127.0.0.1:{closed}"], options)
+    ok, refused = as_results(LatencyResult, measured)
     assert ok.status == "ok" and ok.received == 3 and ok.rtt_median_ms is not None
     assert refused.status == "failed" and refused.failure_kind == "refused"
     assert (refused.sent, refused.received, refused.loss_pct) == (3, 0, 100.0)
@@ -50,4 +53,4 @@ async def test_closed_port_is_refused_and_a_live_one_measured() -> None:
 
 async def test_bad_target_is_refused_before_measuring() -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
-        await measure("p1", ["127.0.0.1"], LatencyOptions())
+        await measure(["127.0.0.1"], LatencyOptions())
