@@ -7,9 +7,13 @@ or the ``X-Hamletnet-Actor`` header) and when.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
-from datetime import UTC, datetime
+import shutil
+import tempfile
+from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -18,12 +22,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationErro
 from probes.models import explain
 from server.alerts.service import AlertService, state_view, transition_view
 from server.alerts.state import Acknowledge, Mute
-from server.appkeys import ALERTS, REGISTRY, SETTINGS
+from server.appkeys import ALERTS, REGISTRY, SETTINGS, STORE
 from server.compliance.plan import Plan, load_plan
 from server.compliance.stats import VIETNAM
 from server.errors import BadRequest, NotFound, ServerError, Unprocessable
 from server.ingest import read_body, read_json
 from server.registry import (
+    LINE_FIELDS,
     UNCHANGED,
     HandEntryRecord,
     LineChange,
@@ -70,6 +75,7 @@ def probe_view(record: ProbeRecord) -> ProbeView:
         declared_up_mbps=record.declared_up_mbps,
         declared_min_down_mbps=record.declared_min_down_mbps,
         plan_name=record.plan_name,
+        data_budget_bytes=record.data_budget_bytes,
         declared_by=record.declared_by,
         declared_at=record.declared_at,
     )
@@ -112,7 +118,7 @@ async def update_probe(request: web.Request) -> web.Response:
     record = await registry.get(probe_id)
     line = {
         key: getattr(spec, key) if key in spec.model_fields_set else UNCHANGED
-        for key in ("declared_down_mbps", "declared_up_mbps", "declared_min_down_mbps", "plan_name")
+        for key in LINE_FIELDS
     }
     if any(value is not UNCHANGED for value in line.values()):
         actor = _actor(request, spec.actor)
@@ -411,6 +417,53 @@ async def mute_alert(request: web.Request) -> web.Response:
 # -- End of alerts ---------------------------------------------------------------------------------
 
 
+def _query_day(request: web.Request, name: str) -> date:
+    text = request.query.get(name)
+    if not text:
+        raise BadRequest(f"{name}: required, a Vietnam date like 2026-11-30")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"{name}: {text!r} is not a date like 2026-11-30") from None
+
+
+async def evidence_export(request: web.Request) -> web.StreamResponse:
+    """The evidence export (docs/evidence.md) as a zip, built in a temporary directory that is
+    removed once the zip has been sent."""
+    from server.evidence.export import export_name, run_export, zip_export
+
+    hamlet = request.query.get("hamlet")
+    if not hamlet:
+        raise BadRequest("hamlet: required, a hamlet code")
+    isp = request.query.get("isp") or None
+    start, end = _query_day(request, "from"), _query_day(request, "to")
+    name = export_name(hamlet, isp, start, end)
+    work = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix="hamletnet-evidence-"))
+    try:
+        await run_export(
+            request.app[STORE], request.app[REGISTRY], request.app[SETTINGS], _plan(request),
+            out_dir=work / name, now=datetime.now(UTC), hamlet=hamlet, isp=isp, start=start,
+            end=end, formats=request.query.get("format", "csv,xlsx,pdf"),
+        )  # fmt: skip
+        archive = work / f"{name}.zip"
+        await asyncio.to_thread(zip_export, work / name, archive, name)
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/zip",
+                "Content-Disposition": f'attachment; filename="{name}.zip"',
+            }
+        )
+        response.content_length = archive.stat().st_size
+        await response.prepare(request)
+        with archive.open("rb") as handle:
+            while chunk := await asyncio.to_thread(handle.read, 1 << 16):
+                await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        await asyncio.to_thread(shutil.rmtree, work, True)
+
+
 def add_admin_routes(router: web.UrlDispatcher) -> None:
     """The admin routes for declared lines, hand entries and surveys (under the admin token)."""
     router.add_get("/api/v1/admin/line-changes", list_line_changes)
@@ -423,6 +476,7 @@ def add_admin_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/v1/admin/alerts", list_alerts)
     router.add_post("/api/v1/admin/alerts/{rule}/{subject}/ack", ack_alert)
     router.add_post("/api/v1/admin/alerts/{rule}/{subject}/mute", mute_alert)
+    router.add_get("/api/v1/admin/evidence", evidence_export)
 
 
 async def list_hamlets(request: web.Request) -> web.Response:

@@ -15,6 +15,8 @@ from aiohttp import web
 from probes.models import Access
 from server import __version__
 from server.errors import ConfigError, ServerError
+from server.evidence import export_cli
+from server.evidence.report_cli import add_report_parser
 from server.registry import Registry
 from server.settings import Settings, load_settings
 
@@ -111,13 +113,16 @@ async def _set_line(registry: Registry, args: argparse.Namespace) -> None:
             ("declared_up_mbps", args.declared_up),
             ("declared_min_down_mbps", args.declared_min_down),
             ("plan_name", args.plan),
+            ("data_budget_bytes", args.data_budget),
         )
         if value is not None
     }
+    if given.get("data_budget_bytes") == "none":
+        given["data_budget_bytes"] = None
     if not given:
         raise ConfigError(
             "probe set: nothing to set; give --declared-down, --declared-up,"
-            " --declared-min-down or --plan"
+            " --declared-min-down, --plan or --data-budget"
         )
     record = await registry.set_line(args.probe_id, **given, actor=args.actor)
     print(f"probe:  {record.probe_id}")
@@ -125,6 +130,7 @@ async def _set_line(registry: Registry, args: argparse.Namespace) -> None:
         value = getattr(record, key)
         print(f"{key}: {'-' if value is None else format(value, 'g')}")
     print(f"plan_name: {record.plan_name or '-'}")
+    print(f"data_budget_bytes: {record.data_budget_bytes or '-'}")
     when = record.declared_at.isoformat() if record.declared_at else "-"
     print(f"declared_by: {record.declared_by}   declared_at: {when}")
 
@@ -220,6 +226,18 @@ def cmd_target(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data_budget(text: str) -> int | str:
+    """``--data-budget``: whole bytes, or ``none``."""
+    if text.lower() == "none":
+        return "none"
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of bytes (e.g. 10000000000) or 'none'"
+        ) from None
+
+
 def _config_option() -> argparse.ArgumentParser:
     """``--config``, accepted before the command, after it, and after ``probe add`` alike.
 
@@ -268,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--declared-min-down", type=float, metavar="MBPS", help="declared minimum download"
     )
     line.add_argument("--plan", metavar="NAME", help="the operator's name for the plan")
+    line.add_argument(
+        "--data-budget",
+        type=_data_budget,
+        metavar="BYTES",
+        help="monthly data budget for bandwidth tests on a metered line ('none' clears it)",
+    )
     line.add_argument("--actor", required=True, help="who makes the change (recorded)")
     probe.set_defaults(func=cmd_probe)
 
@@ -303,6 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     target = sub.add_parser("target", help="run only the bandwidth measurement target")
     target.add_argument("--listen", default="0.0.0.0:8081", help="ADDR:PORT or [IPv6]:PORT")
     target.set_defaults(func=cmd_target)
+
+    add_report_parser(sub, config)
+    export_cli.add_parser(sub, config)
     return parser
 
 

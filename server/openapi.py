@@ -243,6 +243,51 @@ def _admin_alert_paths(admin_auth: list[dict[str, list[str]]]) -> dict[str, Any]
     }
 
 
+def _evidence_path(admin_auth: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """The evidence export as a zip (docs/evidence.md)."""
+
+    def query(name: str, required: bool, schema: dict[str, Any], about: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": required,
+            "schema": schema,
+            "description": about,
+        }
+
+    day = {"type": "string", "format": "date"}
+    return {
+        "get": {
+            "summary": "A signed evidence export of a hamlet's results, as a zip",
+            "description": "Raw signed results, keys, CSV/XLSX, the compliance summary and its"
+            " context, methodology, charts, a minisign-signed manifest chained to the previous"
+            " export, and a signed PDF; check it offline with 'hamletnet-server export verify'.",
+            "security": admin_auth,
+            "parameters": [
+                query("hamlet", True, {"type": "string", "minLength": 1}, "Hamlet code."),
+                query("isp", False, {"type": "string", "minLength": 1}, "Only this ISP's lines."),
+                query("from", True, day, "First day, Vietnam time."),
+                query("to", True, day, "Last day, included."),
+                query(
+                    "format",
+                    False,
+                    {"type": "string", "default": "csv,xlsx,pdf"},
+                    "Any of csv, xlsx, pdf, comma-separated.",
+                ),
+            ],
+            "responses": {
+                "200": {
+                    "description": "The export's files under one folder",
+                    "content": {
+                        "application/zip": {"schema": {"type": "string", "format": "binary"}}
+                    },
+                },
+                **_errors(400, 401, 403, 429, 503),
+            },
+        }
+    }
+
+
 def _ref(model: type[BaseModel] | str) -> dict[str, str]:
     name = model if isinstance(model, str) else model.__name__
     return {"$ref": _REF.format(model=name)}
@@ -307,7 +352,8 @@ def build_openapi(version: str) -> dict[str, Any]:
                     "summary": "Upload a batch of results from one probe",
                     "description": "Each item is validated against `Result` on its own; the reply"
                     " gives every item's outcome. Sending the same result_id again is reported"
-                    " `duplicate` and stored once.",
+                    " `duplicate` and stored once. The reply carries the probe's data budget"
+                    " as the office set it (null: none set; the probe's configuration stands).",
                     "security": probe_auth,
                     "requestBody": {"required": True, "content": _json(_ref(ResultBatch))},
                     "responses": {
@@ -375,8 +421,9 @@ def build_openapi(version: str) -> dict[str, Any]:
                 },
                 "patch": {
                     "summary": "Enable or disable a probe, reset its key, set its declared line",
-                    "description": "Declared speeds (Mb/s, > 0; minimum <= download) and plan"
-                    " name need 'actor' or the X-Hamletnet-Actor header; each change is kept"
+                    "description": "Declared speeds (Mb/s, > 0; minimum <= download), plan"
+                    " name and monthly data budget (bytes, sent to the probe in its replies)"
+                    " need 'actor' or the X-Hamletnet-Actor header; each change is kept"
                     " in /api/v1/admin/line-changes. null clears a value, a missing key keeps it.",
                     "security": admin_auth,
                     "parameters": [_ACTOR_PARAM],
@@ -404,6 +451,7 @@ def build_openapi(version: str) -> dict[str, Any]:
             **_admin_compliance_paths(admin_auth, probe_id_param),
             "/api/v1/admin/compliance/publish": publish_path(admin_auth, _ref(ErrorReply)),
             **_admin_alert_paths(admin_auth),
+            "/api/v1/admin/evidence": _evidence_path(admin_auth),
             "/healthz": {
                 "get": {
                     "summary": "Liveness and storage check",

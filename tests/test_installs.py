@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 ADMIN_TOKEN = "installs-admin-token-0123456789"
 #: Every command of each entry point: a new one fails test_*_help_lists until it is run here.
-SERVER_COMMANDS = {"run", "probe", "hand-entry", "compliance", "demo", "target"}
+SERVER_COMMANDS = {"run", "probe", "hand-entry", "compliance", "demo", "target", "export", "report"}
 SERVER_PROBE_COMMANDS = {"add", "list", "set", "enable", "disable"}
 PROBE_COMMANDS = {"register", "run", "measure", "status"}
 MEASURE_KINDS = {"heartbeat", "bandwidth", "latency", "dns", "ipv6", "cellular"}
@@ -219,6 +220,20 @@ def test_server_compliance_publish(office: Office) -> None:
     assert re.search(r"^2026-10: \d+ compliance rows published$", published, re.MULTILINE)
 
 
+def vietnam_today() -> date:
+    return (datetime.now(UTC) + timedelta(hours=7)).date()
+
+
+def test_server_quarterly_report_verifies(office: Office, tmp_path: Path) -> None:
+    today = vietnam_today()
+    quarter = f"{today.year}-Q{(today.month - 1) // 3 + 1}"
+    out = tmp_path / "report"
+    written = ran(office.cli("report", "--quarter", quarter, "--out", out))
+    assert f"quarterly report {quarter}" in written and (out / "report.pdf").is_file()
+    verified = ran(office.cli("export", "verify", out))
+    assert "OK: quarterly report" in verified
+
+
 def test_server_demo_once(server_bin: Path, tmp_path: Path) -> None:
     demo = run([server_bin / "hamletnet-server", "demo", "--once", "--port", "0",
                 "--data-dir", tmp_path / "demo"], timeout=300, env=clean_env())  # fmt: skip
@@ -334,3 +349,11 @@ def test_probe_registers_runs_uploads_and_stops_on_sigterm(
             code, output = stop(process)
     assert code == 0, output[-3000:]
     assert "Traceback" not in output and "No module named" not in output
+
+    # What the probe uploaded, exported as evidence by the [server]-only install, verifies.
+    today, out = vietnam_today(), tmp_path / "evidence"
+    exported = office.cli("export", "--hamlet", "thon-a", "--from", str(today - timedelta(days=1)),
+                          "--to", str(today), "--format", "csv,xlsx,pdf", "--out", out)  # fmt: skip
+    ran(exported)
+    assert (out / "results.jsonl").stat().st_size > 0 and (out / "report.pdf").is_file()
+    assert "OK: evidence export" in ran(office.cli("export", "verify", out))

@@ -74,25 +74,28 @@ def vn_number(value: float | None, digits: int = 1) -> str:
     return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
 
 
-def _when(text: str | None) -> str:
+def when_vi(text: str | None) -> str:
+    """An ISO time as Vietnam wall-clock ``HH:MM dd/mm/YYYY``; ``chưa có`` for none."""
     if text is None:
         return "chưa có"
     return datetime.fromisoformat(text).astimezone(VIETNAM).strftime("%H:%M %d/%m/%Y")
 
 
-def _deadline_vi(deadline: str) -> str:
+def deadline_vi(deadline: str) -> str:
+    """A plan deadline as the appendix writes it: ``Q4/2026`` → ``Quý IV/2026``."""
     if deadline == "ongoing":
         return "Thường xuyên"
     quarter, _, year = deadline.partition("/")
     return f"Quý {_QUARTERS.get(quarter.removeprefix('Q'), quarter)}/{year}"
 
 
-def _threshold(t: Mapping[str, Any] | None) -> str:
+def threshold_vi(t: Mapping[str, Any] | None) -> str:
+    """A target or condition (``op``, ``value``, ``unit``) as ``≥ 100 %``; ``—`` for none."""
     if t is None:
         return "—"
     digits = 0 if float(t["value"]).is_integer() else 1
     op = {">=": "≥"}.get(t["op"], t["op"])
-    return f"{escape(op)} {vn_number(t['value'], digits)} {escape(t['unit'])}"
+    return f"{op} {vn_number(t['value'], digits)} {t['unit']}"
 
 
 def _verdict(item: Mapping[str, Any]) -> str:
@@ -105,12 +108,18 @@ def _deadline(item: Mapping[str, Any]) -> str:
     return f'<small class="{tone}">{escape(item["deadline_status_vi"])}</small>'
 
 
-def _speed(fig: Mapping[str, Any] | None, rule_id: str) -> str:
-    if fig is None or fig["value"] is None:
+def speed_vi(mbps: float | None, *, gbps: bool) -> str:
+    """A speed as the office reads it: ``0,95 Gb/s`` where the target is in Gb/s, else
+    ``50,0 Mb/s``; ``—`` for none."""
+    if mbps is None:
         return "—"
-    if rule_id in _GIGABIT_RULES:
-        return f"{vn_number(fig['value'] / 1000, 2)} Gb/s"
-    return f"{vn_number(fig['value'])} Mb/s"
+    if gbps:
+        return f"{vn_number(mbps / 1000, 2)} Gb/s"
+    return f"{vn_number(mbps)} Mb/s"
+
+
+def _speed(fig: Mapping[str, Any] | None, rule_id: str) -> str:
+    return speed_vi(None if fig is None else fig["value"], gbps=rule_id in _GIGABIT_RULES)
 
 
 def _figure_pct(fig: Mapping[str, Any] | None) -> str:
@@ -134,12 +143,12 @@ def _indicators(commune: Mapping[str, Any]) -> str:
         condition = (
             ""
             if i["condition"] is None
-            else f"<small>mỗi đơn vị {_threshold(i['condition'])}</small>"
+            else f"<small>mỗi đơn vị {escape(threshold_vi(i['condition']))}</small>"
         )
         rows.append(
             f"<tr><td>{escape(i['appendix_row'])}</td><td>{escape(i['name_vi'])}</td>"
-            f"<td>{_threshold(i['target'])}{condition}</td>"
-            f"<td>{_deadline_vi(i['deadline'])}</td><td>{result}</td>"
+            f"<td>{escape(threshold_vi(i['target']))}{condition}</td>"
+            f"<td>{deadline_vi(i['deadline'])}</td><td>{result}</td>"
             f"<td>{_verdict(i)}</td><td>{_deadline(i)}</td></tr>"
         )
     return (
@@ -225,7 +234,7 @@ def _silent(commune: Mapping[str, Any], silent_after_s: float) -> str:
         return f'<p class="muted">Không có đầu đo im lặng (quá {minutes} phút không liên lạc).</p>'
     items = "".join(
         f'<li><span class="bad">{escape(p["probe_id"])}</span> ({escape(p["isp"])}, thôn'
-        f" {escape(p['hamlet'])}): liên lạc lần cuối {_when(p['last_seen_at'])}</li>"
+        f" {escape(p['hamlet'])}): liên lạc lần cuối {when_vi(p['last_seen_at'])}</li>"
         for p in probes
     )
     return f"<h3>Đầu đo im lặng (quá {minutes} phút không liên lạc)</h3><ul>{items}</ul>"
@@ -251,8 +260,8 @@ def render_page(report: Mapping[str, Any], *, illustrative: bool = False) -> str
         plan_title=escape(report["plan"]["title_vi"]),
         plan_document=escape(report["plan"]["document"]),
         period_label=escape(period["label"]),
-        period_start=_when(period["start"]),
-        period_end=_when(period["end"]),
-        generated=_when(report["generated_at"]),
+        period_start=when_vi(period["start"]),
+        period_end=when_vi(period["end"]),
+        generated=when_vi(report["generated_at"]),
         communes="".join(communes) or '<p class="muted">Chưa cấu hình xã nào.</p>',
     )

@@ -29,6 +29,11 @@ FORMAT = "hamletnet-evidence-manifest/1"
 #: text, so no byte of the signature file can change unnoticed.
 UNTRUSTED_COMMENT = "signature of manifest.json by hamletnet-server"
 _CHUNK_BYTES = 1 << 20
+#: Files the manifest does not list: a PDF prints the manifest's SHA-256, so the manifest cannot
+#: hold the PDF's; each PDF is signed on its own instead (``seal_pdf``).
+PDF_SUFFIXES = (".pdf", ".pdf.minisig")
+#: The head of the export chain in the server's data directory: the last manifest's bytes.
+CHAIN_FILE_NAME = "evidence-chain.json"
 
 
 class ManifestError(ValueError):
@@ -43,8 +48,9 @@ class FileEntry:
 
 def hash_directory(directory: Path) -> dict[str, FileEntry]:
     """SHA-256 and size of every regular file under ``directory``, by relative POSIX path, except
-    the manifest and its signature. Symbolic links and special files are refused: the manifest
-    must describe exactly the bytes an operator receives."""
+    the manifest, its signature and the PDFs with theirs (``seal_pdf``). Symbolic links and
+    special files are refused: the manifest must describe exactly the bytes an operator
+    receives."""
     entries: dict[str, FileEntry] = {}
     for root, dirs, files in os.walk(directory, followlinks=False):
         dirs.sort()
@@ -52,7 +58,7 @@ def hash_directory(directory: Path) -> dict[str, FileEntry]:
         for name in sorted(files) + [d for d in dirs if (Path(root) / d).is_symlink()]:
             path = Path(root) / name
             relative = path.relative_to(directory).as_posix()
-            if relative in (MANIFEST_NAME, SIGNATURE_NAME):
+            if relative in (MANIFEST_NAME, SIGNATURE_NAME) or relative.endswith(PDF_SUFFIXES):
                 continue
             if path.is_symlink() or not path.is_file():
                 raise ManifestError(f"{relative} is not a regular file; an export holds only files")
@@ -122,6 +128,68 @@ def seal(
     (directory / MANIFEST_NAME).write_bytes(data)
     (directory / SIGNATURE_NAME).write_text(signature, encoding="utf-8")
     return data
+
+
+def pdf_trusted_comment(name: str, manifest_data: bytes, created_at: datetime) -> str:
+    """The trusted comment of a PDF's signature: minisign's own form plus the SHA-256 of the
+    manifest the PDF prints, so ``minisign -Vm report.pdf`` shows which export it belongs to."""
+    digest = hashlib.sha256(manifest_data).hexdigest()
+    return f"timestamp:{int(created_at.timestamp())}\tfile:{name}\tmanifest_sha256:{digest}"
+
+
+def pdf_untrusted_comment(name: str) -> str:
+    return f"signature of {name} by hamletnet-server"
+
+
+def seal_pdf(
+    path: Path, key: minisign.SigningKey, manifest_data: bytes, created_at: datetime
+) -> None:
+    """Sign the PDF at ``path`` on its own (``<name>.minisig`` beside it), naming in the signed
+    comment the manifest whose SHA-256 it prints. Call it after ``seal``, with its bytes."""
+    name = path.name
+    signature = minisign.sign(
+        path.read_bytes(),
+        key,
+        pdf_trusted_comment(name, manifest_data, created_at),
+        pdf_untrusted_comment(name),
+    )
+    path.with_name(name + ".minisig").write_text(signature, encoding="utf-8")
+
+
+def read_chain_head(data_dir: Path) -> bytes | None:
+    """The last export's ``manifest.json`` bytes (None before the first export)."""
+    path = data_dir / CHAIN_FILE_NAME
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ManifestError(f"{path} cannot be read as the export chain's head: {exc}") from None
+    manifest = head.get("manifest") if isinstance(head, dict) else None
+    if not isinstance(manifest, str):
+        raise ManifestError(f"{path} holds no 'manifest' text; restore it from a backup")
+    data = manifest.encode("utf-8")
+    if hashlib.sha256(data).hexdigest() != head.get("sha256"):
+        raise ManifestError(f"{path}: its manifest does not match its sha256; restore it")
+    return data
+
+
+def advance_chain(data_dir: Path, manifest_data: bytes, export: str) -> None:
+    """Make ``manifest_data`` the chain's head, atomically (written beside, then renamed), once
+    the export it belongs to is in place. ``export`` says where it went (for the operator)."""
+    head = {
+        "manifest": manifest_data.decode("utf-8"),
+        "sha256": hashlib.sha256(manifest_data).hexdigest(),
+        "export": export,
+    }
+    path = data_dir / CHAIN_FILE_NAME
+    partial = path.with_name(path.name + ".partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        json.dump(head, handle, ensure_ascii=False, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
 
 
 def _hash_file(path: Path) -> FileEntry:

@@ -1,12 +1,21 @@
 """Offline verification of an export directory, with no server and no database: every file's
 SHA-256 against the manifest, the manifest's minisign signature, the chain link to the previous
-manifest, and every probe's signature on every raw result in ``results.jsonl``.
+manifest, every probe's signature on every raw result in ``results.jsonl``, each PDF's own
+signature (it names the manifest it belongs to), and the compliance summary recomputed from the
+raw results and ``context.json`` with the compliance engine.
+
+A quarterly report (``parameters.kind`` ``quarterly-report`` in the manifest) is sealed the same
+way but holds the engine's figures, not raw results: it gets every check above except those of
+``results.jsonl``, ``probe-keys.json`` and the recomputed summary. The kind is inside the signed
+manifest, so an export cannot be relabelled a report (to drop its results) without breaking the
+signature.
 
 This module reads the format from ``docs/evidence.md`` with its own code: it shares nothing
-with the export side (``manifest.py``) beyond hashlib, the ``minisign`` primitives and
-``probes.signing``, so a bug in writing an export cannot hide the same bug in checking it. Every
-check runs even after one fails, and each failure names its file (and, in ``results.jsonl``, its
-line and result id).
+with the export side (``manifest.py``) beyond hashlib, the ``minisign`` primitives,
+``probes.signing`` and, for the recomputed summary, the compliance engine with its reading of
+``context.json`` (``summary.py``), so a bug in writing an export cannot hide the same bug in
+checking it. Every check runs even after one fails, and each failure names its file (and, in
+``results.jsonl``, its line and result id).
 """
 
 from __future__ import annotations
@@ -25,6 +34,15 @@ from probes.models import ValidationLimits, parse_result
 from probes.signing import SignatureError, load_public_key
 from probes.signing import verify as verify_result
 from server.evidence import minisign
+from server.evidence.summary import (
+    Context,
+    ContextError,
+    EvidenceCollector,
+    compute_summary,
+    context_from_json,
+    first_difference,
+    json_file_bytes,
+)
 
 # The format's names and constants, as docs/evidence.md gives them (deliberately not imported
 # from manifest.py: see the module docstring).
@@ -33,13 +51,25 @@ SIGNATURE = "manifest.json.minisig"
 SERVER_KEY = "server.pub"
 RESULTS = "results.jsonl"
 PROBE_KEYS = "probe-keys.json"
+SUMMARY = "summary.json"
+CONTEXT = "context.json"
+PDF_SUFFIX = ".pdf"
+PDF_SIGNATURE_SUFFIX = ".pdf.minisig"
 FORMAT = "hamletnet-evidence-manifest/1"
 UNTRUSTED_COMMENT = "signature of manifest.json by hamletnet-server"
+#: ``parameters.kind`` of what a manifest seals; an export's manifest has no ``kind``.
+EXPORT_KIND = "evidence-export"
+REPORT_KIND = "quarterly-report"
+#: The PDF an export with the ``pdf`` format, and every quarterly report, holds.
+REPORT_PDF = "report.pdf"
+#: A quarterly report's figures (the engine's reports it was written from).
+REPORT_DATA = "report.json"
 
 #: Results are checked for their signatures, not their age: any ``measured_at`` is accepted.
 _ANY_TIME = timedelta(days=366 * 100)
 _RESULT_ID = re.compile(rb'"result_id":"([^"\\]{1,64})"')
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,11 +92,15 @@ class Failure:
 class Report:
     failures: list[Failure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: What the manifest says it seals: ``EXPORT_KIND`` or ``REPORT_KIND`` (None: unreadable).
+    kind: str | None = None
     files_checked: int = 0
     results_verified: int = 0
     #: Results whose signature matched the legacy canonical form 1 (docs/canonical-form.md).
     results_legacy_v1: int = 0
     previous_manifest_sha256: str | None = None
+    pdfs_verified: int = 0
+    summary_recomputed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -98,13 +132,51 @@ def verify_export(
     manifest = _parse_manifest(manifest_data, report) if manifest_data is not None else None
     if manifest is None:
         return report
-    _check_files(directory, manifest["files"], report)
+    files = manifest["files"]
+    report.kind = _kind(manifest, report)
+    _check_files(directory, files, report)
     _check_chain(manifest, previous_manifest, report)
-    if RESULTS in manifest["files"]:
-        _check_results(directory, report)
+    if key is not None and manifest_data is not None:
+        _check_pdfs(directory, manifest_data, key, report)
+    if report.kind == REPORT_KIND:
+        _check_report_holds(directory, files, report)
+        return report
+    if report.kind != EXPORT_KIND:
+        return report
+    formats = manifest["parameters"].get("formats")
+    if isinstance(formats, list) and "pdf" in formats and not (directory / REPORT_PDF).is_file():
+        report.fail(REPORT_PDF, "is missing: the export's parameters list the pdf format")
+    recompute = _recompute(directory, files, report)
+    if RESULTS in files:
+        _check_results(directory, report, recompute[1] if recompute else None)
     else:
         report.fail(MANIFEST, f"lists no {RESULTS}: an export holds the raw signed results")
+    if recompute is not None:
+        _check_summary(directory, *recompute, report)
     return report
+
+
+def _kind(manifest: dict[str, Any], report: Report) -> str | None:
+    parameters = manifest.get("parameters")
+    if not isinstance(parameters, dict):
+        report.fail(MANIFEST, "its 'parameters' is not an object")
+        return None
+    kind = parameters.get("kind", EXPORT_KIND)
+    if kind not in (EXPORT_KIND, REPORT_KIND):
+        report.fail(
+            MANIFEST, f"its parameters.kind {kind!r} is neither an export nor a {REPORT_KIND}"
+        )
+        return None
+    return str(kind)
+
+
+def _check_report_holds(directory: Path, files: dict[str, Any], report: Report) -> None:
+    """A quarterly report's figures are in ``report.json`` (hashed by the manifest) and its PDF
+    (signed on its own, checked by ``_check_pdfs``): both must be there."""
+    if REPORT_DATA not in files:
+        report.fail(MANIFEST, f"lists no {REPORT_DATA}: a quarterly report holds its figures")
+    if not (directory / REPORT_PDF).is_file():
+        report.fail(REPORT_PDF, "is missing: a quarterly report holds it, signed")
 
 
 def _read(directory: Path, name: str, report: Report) -> bytes | None:
@@ -113,6 +185,20 @@ def _read(directory: Path, name: str, report: Report) -> bytes | None:
     except OSError as exc:
         report.fail(name, f"cannot be read: {exc.strerror or exc}")
         return None
+
+
+def _hash(directory: Path, name: str, report: Report) -> tuple[str, int] | None:
+    """SHA-256 (hex) and size of a file, read a chunk at a time."""
+    digest, size = hashlib.sha256(), 0
+    try:
+        with (directory / name).open("rb") as handle:
+            while chunk := handle.read(_CHUNK_BYTES):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as exc:
+        report.fail(name, f"cannot be read: {exc.strerror or exc}")
+        return None
+    return digest.hexdigest(), size
 
 
 def _server_key(
@@ -184,23 +270,134 @@ def _check_files(directory: Path, files: dict[str, Any], report: Report) -> None
         if relative.is_absolute() or ".." in relative.parts or name in (MANIFEST, SIGNATURE):
             report.fail(MANIFEST, f"lists the path {name!r}, which an export cannot hold")
             continue
-        data = _read(directory, name, report)
-        if data is None:
+        hashed = _hash(directory, name, report)
+        if hashed is None:
             continue
         report.files_checked += 1
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry["sha256"] or len(data) != entry["size_bytes"]:
+        digest, size = hashed
+        if digest != entry["sha256"] or size != entry["size_bytes"]:
             report.fail(
                 name,
-                f"SHA-256 {digest} ({len(data)} bytes) is not the manifest's {entry['sha256']}"
+                f"SHA-256 {digest} ({size} bytes) is not the manifest's {entry['sha256']}"
                 f" ({entry['size_bytes']} bytes): the file was altered",
             )
     for path in sorted(directory.rglob("*")):
         name = path.relative_to(directory).as_posix()
         if path.is_dir() and not path.is_symlink():
             continue
-        if name not in files and name not in (MANIFEST, SIGNATURE):
-            report.fail(name, "is not in the manifest: it was added after the export")
+        if name in files or name in (MANIFEST, SIGNATURE) or _is_pdf_file(name):
+            continue
+        report.fail(name, "is not in the manifest: it was added after the export")
+
+
+def _is_pdf_file(name: str) -> bool:
+    return name.endswith((PDF_SUFFIX, PDF_SIGNATURE_SUFFIX))
+
+
+def _check_pdfs(
+    directory: Path, manifest_data: bytes, key: minisign.PublicKey, report: Report
+) -> None:
+    """Each PDF prints the manifest's SHA-256, so the manifest cannot list it: each is signed on
+    its own, and its signed comment must name this manifest (docs/evidence.md)."""
+    names = sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.rglob("*")
+        if _is_pdf_file(p.name) and not p.is_dir()
+    )
+    digest = hashlib.sha256(manifest_data).hexdigest()
+    for name in names:
+        if name.endswith(PDF_SIGNATURE_SUFFIX):
+            if name.removesuffix(".minisig") not in names:
+                report.fail(name, "signs a PDF that is not in the export")
+            continue
+        _check_pdf(directory, name, digest, key, report)
+
+
+def _check_pdf(
+    directory: Path, name: str, digest: str, key: minisign.PublicKey, report: Report
+) -> None:
+    signature_name = name + ".minisig"
+    pdf, text = _read(directory, name, report), _read(directory, signature_name, report)
+    if pdf is None or text is None:
+        return
+    try:
+        signature = minisign.verify(pdf, text.decode("utf-8"), key)
+    except UnicodeDecodeError:
+        report.fail(signature_name, "is not UTF-8 text")
+        return
+    except minisign.SignedFileAltered as exc:
+        report.fail(name, f"does not match its signature {signature_name}: {exc}")
+        return
+    except minisign.MinisignError as exc:
+        report.fail(signature_name, str(exc))
+        return
+    base = PurePosixPath(name).name
+    if signature.untrusted_comment != f"signature of {base} by hamletnet-server":
+        report.fail(signature_name, "its untrusted comment is not the one the server writes")
+        return
+    fields = dict(part.partition(":")[::2] for part in signature.trusted_comment.split("\t"))
+    if fields.get("file") != base or not fields.get("timestamp", "").isdigit():
+        report.fail(signature_name, f"its signed comment does not name the file {base}")
+    elif fields.get("manifest_sha256") != digest:
+        report.fail(
+            name,
+            f"belongs to the manifest with SHA-256 {fields.get('manifest_sha256')}, not to this"
+            f" export's ({digest})",
+        )
+    else:
+        report.pdfs_verified += 1
+
+
+def _recompute(
+    directory: Path, files: dict[str, Any], report: Report
+) -> tuple[Context, EvidenceCollector] | None:
+    """The context and the collector the results feed when the export holds a summary."""
+    if SUMMARY not in files:
+        return None
+    if CONTEXT not in files:
+        report.fail(MANIFEST, f"lists {SUMMARY} but no {CONTEXT} to recompute it from")
+        return None
+    data = _read(directory, CONTEXT, report)
+    if data is None:
+        return None
+    try:
+        context = context_from_json(json.loads(data.decode("utf-8")))
+    except (UnicodeDecodeError, ValueError) as exc:
+        # ContextError is a ValueError: both name what could not be read.
+        report.fail(CONTEXT, f"cannot be read: {exc}")
+        return None
+    return context, EvidenceCollector(context.access_by_probe())
+
+
+def _check_summary(
+    directory: Path, context: Context, collector: EvidenceCollector, report: Report
+) -> None:
+    """Recompute the summary from the raw results with the compliance engine and compare."""
+    if any(f.file == RESULTS for f in report.failures):
+        report.notes.append(
+            f"{SUMMARY} not recomputed: {RESULTS} has failures, so its results are not evidence"
+        )
+        return
+    data = _read(directory, SUMMARY, report)
+    if data is None:
+        return
+    try:
+        stated = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        report.fail(SUMMARY, f"is not JSON: {exc}")
+        return
+    try:
+        recomputed = compute_summary(context, collector.evidence())
+    except (ContextError, ValueError) as exc:
+        report.fail(CONTEXT, f"the compliance engine cannot use it: {exc}")
+        return
+    report.summary_recomputed = True
+    difference = first_difference(stated, json.loads(json_file_bytes(recomputed)))
+    if difference is not None:
+        report.fail(
+            SUMMARY,
+            f"differs from the summary recomputed from {RESULTS} and {CONTEXT}: {difference}",
+        )
 
 
 def _check_chain(manifest: dict[str, Any], previous: bytes | None, report: Report) -> None:
@@ -226,17 +423,20 @@ def _check_chain(manifest: dict[str, Any], previous: bytes | None, report: Repor
         )
 
 
-def _check_results(directory: Path, report: Report) -> None:
+def _check_results(
+    directory: Path, report: Report, collector: EvidenceCollector | None = None
+) -> None:
+    """Line by line, so a year of results is never in memory as one text."""
     keys = _probe_keys(directory, report)
-    data = _read(directory, RESULTS, report)
-    if data is None:
-        return
-    lines = data.split(b"\n")
-    if lines[-1] != b"":
-        report.fail(RESULTS, "does not end with a line feed", line=len(lines))
     seen: dict[str, int] = {}
-    for number, line in enumerate(lines[:-1] if lines[-1] == b"" else lines, start=1):
-        _check_result_line(line, number, keys, seen, report)
+    try:
+        with (directory / RESULTS).open("rb") as handle:
+            for number, line in enumerate(handle, start=1):
+                if not line.endswith(b"\n"):  # only the last line can lack it
+                    report.fail(RESULTS, "does not end with a line feed", line=number)
+                _check_result_line(line.removesuffix(b"\n"), number, keys, seen, report, collector)
+    except OSError as exc:
+        report.fail(RESULTS, f"cannot be read: {exc.strerror or exc}")
 
 
 def _probe_keys(directory: Path, report: Report) -> dict[str, str]:
@@ -255,7 +455,12 @@ def _probe_keys(directory: Path, report: Report) -> dict[str, str]:
 
 
 def _check_result_line(
-    line: bytes, number: int, keys: dict[str, str], seen: dict[str, int], report: Report
+    line: bytes,
+    number: int,
+    keys: dict[str, str],
+    seen: dict[str, int],
+    report: Report,
+    collector: EvidenceCollector | None,
 ) -> None:
     found = _RESULT_ID.search(line)
     result_id = found.group(1).decode("utf-8", "replace") if found else None
@@ -300,6 +505,8 @@ def _check_result_line(
         fail(f"probe {result.probe_id!r}: {exc}")
         return
     report.results_verified += 1
+    if collector is not None:
+        collector.add(result)
     if version == 1:
         report.results_legacy_v1 += 1
 

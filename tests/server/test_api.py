@@ -332,6 +332,7 @@ async def test_openapi_document_lists_every_route(client: TestClient) -> None:
         "/api/v1/admin/hand-entries.csv", "/api/v1/admin/surveys", "/api/v1/compliance",
         "/api/v1/admin/compliance/publish", "/api/v1/admin/alerts",
         "/api/v1/admin/alerts/{rule}/{subject}/ack", "/api/v1/admin/alerts/{rule}/{subject}/mute",
+        "/api/v1/admin/evidence",
     }  # fmt: skip
     assert "BandwidthResult" in doc["components"]["schemas"]
 

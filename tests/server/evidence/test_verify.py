@@ -279,3 +279,123 @@ class TestChain:
         report = verify_export(series[1].directory, TRUSTED, previous_manifest=series[0].manifest)
         assert [f.file for f in report.failures] == ["manifest.json", "manifest.json"]
         assert "does not match its signature" in report.failures[0].reason
+
+
+# -- A quarterly report: sealed like an export, with no raw results ----------------------------
+
+REPORT_PARAMETERS = {"kind": "quarterly-report", "quarter": "2026-Q3", "commune": None}
+
+
+@pytest.fixture
+def quarterly(tmp_path: Path) -> Path:
+    """A quarterly report directory as ``hamletnet-server report`` seals it (report.json, the
+    server's key, the manifest, a real PDF signed on its own); its content is beside the point."""
+    from server.evidence import pdf
+    from server.evidence.manifest import seal_pdf
+
+    directory = tmp_path / "report"
+    directory.mkdir()
+    (directory / "report.json").write_text('{"quarterly": {}}\n', encoding="utf-8")
+    (directory / "server.pub").write_text(SERVER_KEY.public.file_text(), encoding="utf-8")
+    sealed = seal(directory, SERVER_KEY, REPORT_PARAMETERS, "0.1.0", CREATED_AT, None)
+    pdf.render_pdf(
+        title="Báo cáo quý",
+        subtitle=("Quý III/2026",),
+        sections=[pdf.Section("Tóm tắt", paragraphs=("Đạt",))],
+        footer="manifest.json SHA-256: …",
+        created_at=CREATED_AT,
+        path=directory / "report.pdf",
+    )
+    seal_pdf(directory / "report.pdf", SERVER_KEY, sealed, CREATED_AT)
+    return directory
+
+
+def test_a_quarterly_report_verifies_without_raw_results(quarterly: Path) -> None:
+    report = verify_export(quarterly, TRUSTED)
+    assert report.ok, [str(f) for f in report.failures]
+    assert (report.kind, report.files_checked, report.pdfs_verified) == ("quarterly-report", 2, 1)
+    assert (report.results_verified, report.summary_recomputed) == (0, False)
+
+
+def test_a_quarterly_report_without_its_pdf_or_its_data_is_named(quarterly: Path) -> None:
+    (quarterly / "report.pdf").unlink()
+    (quarterly / "report.pdf.minisig").unlink()
+    (quarterly / "report.json").unlink()
+    seal(quarterly, SERVER_KEY, REPORT_PARAMETERS, "0.1.0", CREATED_AT, None)
+    report = verify_export(quarterly, TRUSTED)
+    assert [str(f) for f in report.failures] == [
+        "manifest.json: lists no report.json: a quarterly report holds its figures",
+        "report.pdf: is missing: a quarterly report holds it, signed",
+    ]
+
+
+def test_an_unknown_kind_is_named(fresh: Export) -> None:
+    manifest = json.loads((fresh.directory / "manifest.json").read_text(encoding="utf-8"))
+    seal(fresh.directory, SERVER_KEY, {**PARAMETERS, "kind": "mixtape"}, "0.1.0", CREATED_AT, None)
+    assert manifest["parameters"] == PARAMETERS
+    report = verify_export(fresh.directory, TRUSTED)
+    assert [str(f) for f in report.failures] == [
+        "manifest.json: its parameters.kind 'mixtape' is neither an export nor a quarterly-report"
+    ]
+
+
+def test_an_export_relabelled_as_a_report_breaks_its_signature(fresh: Export) -> None:
+    """Delete the raw results and call the rest a report: the kind is inside the signed manifest,
+    so only the server's key could make that pass."""
+    from server.evidence.manifest import manifest_bytes
+
+    path = fresh.directory / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["parameters"]["kind"] = "quarterly-report"
+    for name in ("results.jsonl", "probe-keys.json"):
+        del manifest["files"][name]
+        (fresh.directory / name).unlink()
+    path.write_bytes(manifest_bytes(manifest))
+    report = verify_export(fresh.directory, TRUSTED)
+    failures = [str(f) for f in report.failures]
+    assert report.kind == "quarterly-report" and not report.ok
+    assert failures[0].startswith("manifest.json: does not match its signature"), failures
+
+
+def test_an_export_whose_parameters_name_a_pdf_must_hold_it(fresh: Export) -> None:
+    seal(fresh.directory, SERVER_KEY, {**PARAMETERS, "formats": ["csv", "pdf"]}, "0.1.0",
+         CREATED_AT, None)  # fmt: skip
+    report = verify_export(fresh.directory, TRUSTED)
+    assert [str(f) for f in report.failures] == [
+        "report.pdf: is missing: the export's parameters list the pdf format"
+    ]
+
+
+def test_export_verify_says_which_kind_it_verified(
+    quarterly: Path, export: Export, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from server.cli import main
+
+    assert main(["export", "verify", str(quarterly), "--key", TRUSTED]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line == f"{quarterly}: OK: quarterly report: 2 files, 1 PDF(s)"
+    assert main(["export", "verify", str(export.directory), "--key", TRUSTED]) == 0
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert line.startswith(f"{export.directory}: OK: evidence export: 4 files, 5 results"), line
+
+
+def test_a_last_line_without_its_line_feed_is_named_and_still_checked(fresh: Export) -> None:
+    path = fresh.directory / "results.jsonl"
+    path.write_bytes(path.read_bytes()[:-1])
+    reseal(fresh)
+    report = verify_export(fresh.directory, TRUSTED)
+    assert [str(f) for f in report.failures] == [
+        "results.jsonl line 5: does not end with a line feed"
+    ]
+    assert report.results_verified == 5
+
+
+def test_a_blank_line_is_named_by_its_number(fresh: Export) -> None:
+    path = fresh.directory / "results.jsonl"
+    lines = path.read_bytes().split(b"\n")
+    path.write_bytes(b"\n".join([*lines[:2], b"", *lines[2:]]))
+    reseal(fresh)
+    report = verify_export(fresh.directory, TRUSTED)
+    failures = [str(f) for f in report.failures]
+    assert len(failures) == 1 and failures[0].startswith("results.jsonl line 3: is not a JSON line")
+    assert report.results_verified == 5
