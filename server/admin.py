@@ -418,13 +418,20 @@ async def mute_alert(request: web.Request) -> web.Response:
 
 
 def _query_day(request: web.Request, name: str) -> date:
+    """A day of the export's window: a Vietnam date, or a time with its offset (an alert's
+    evidence link names its window in RFC 3339 UTC), taken as its day in Vietnam."""
     text = request.query.get(name)
     if not text:
         raise BadRequest(f"{name}: required, a Vietnam date like 2026-11-30")
     try:
-        return date.fromisoformat(text)
+        if len(text) == len("2026-11-30"):
+            return date.fromisoformat(text)
+        at = datetime.fromisoformat(text)
     except ValueError:
         raise BadRequest(f"{name}: {text!r} is not a date like 2026-11-30") from None
+    if at.utcoffset() is None:
+        raise BadRequest(f"{name}: {text!r} has no UTC offset; write a date or e.g. ...Z")
+    return at.astimezone(VIETNAM).date()
 
 
 async def evidence_export(request: web.Request) -> web.StreamResponse:

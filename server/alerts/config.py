@@ -40,7 +40,7 @@ Text = Annotated[str, Field(min_length=1, max_length=500)]
 #: ``scheme://...``: the shape of every Apprise URL (mailtos://, tgram://, json://, ...).
 _APPRISE_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 #: What the evidence link template may name (filled in by ``server.alerts.message``).
-EVIDENCE_FIELDS = frozenset({"hamlet", "probe", "from", "to"})
+EVIDENCE_FIELDS = frozenset({"hamlet", "isp", "probe", "from", "to"})
 
 
 class _Strict(BaseModel):
@@ -217,9 +217,10 @@ class Links(_Strict):
     grafana_url: str = Field(description="Grafana as operators reach it, e.g. https://grafana.x")
     server_url: str = Field(description="The hamletnet server as operators reach it.")
     evidence_path: str = Field(
-        default="/api/v1/evidence?hamlet={hamlet}&from={from}&to={to}",
+        default="/api/v1/admin/evidence?hamlet={hamlet}&isp={isp}&from={from}&to={to}",
         description="Path of the evidence export for a hamlet and window; may name {hamlet},"
-        " {probe}, {from}, {to} (RFC 3339 UTC).",
+        " {isp}, {probe}, {from}, {to} (RFC 3339 UTC). The default is the admin evidence route"
+        " (the office downloads the export with its token and forwards it).",
     )
 
     @field_validator("grafana_url", "server_url")

@@ -127,6 +127,7 @@ def evidence_url(links: Links, subject: Subject, start: datetime, end: datetime)
         return None
     values = {
         "hamlet": subject.hamlet or "",
+        "isp": subject.isp or "",
         "probe": subject.probe or "",
         "from": _rfc3339(start),
         "to": _rfc3339(end),

@@ -110,7 +110,7 @@ def test_links_to_the_hamlet_dashboard_and_the_evidence_window() -> None:
     assert int(query["from"][0]) == int((T0 - margin).timestamp() * 1000)
     assert int(query["to"][0]) == int((firing.at + margin).timestamp() * 1000)
     assert message.evidence_url == (
-        "https://s.example.vn/api/v1/evidence?hamlet=thon-a"
+        "https://s.example.vn/api/v1/admin/evidence?hamlet=thon-a&isp=VNPT"
         "&from=2026-11-02T01%3A00%3A00Z&to=2026-11-02T02%3A00%3A00Z"
     )
     assert f"Biểu đồ của thôn: {message.dashboard_url}" in message.body

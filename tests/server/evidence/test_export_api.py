@@ -7,12 +7,17 @@ import asyncio
 import io
 import tempfile
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp.test_utils import TestClient
 
+from server.alerts.config import Links
+from server.alerts.message import evidence_url
+from server.alerts.state import Subject
 from server.app import create_app
 from server.evidence import minisign
 from server.evidence.verify import verify_export
@@ -69,6 +74,22 @@ async def test_the_zip_holds_an_export_that_verifies(client: TestClient, tmp_pat
     assert report.ok, [str(f) for f in report.failures]
     assert report.summary_recomputed and report.pdfs_verified == 1
     assert await settled(before) == before
+
+
+async def test_an_alert_s_evidence_link_is_this_route(client: TestClient) -> None:
+    """The link an alert carries (server/alerts/message.py, default ``links.evidence_path``)
+    names the alert's window in RFC 3339 UTC: the route takes those times as their Vietnam days."""
+    links = Links(grafana_url="https://g.example.vn", server_url="https://s.example.vn")
+    start = datetime(2026, 10, 1, 2, 0, tzinfo=UTC)  # 09:00 Vietnam time
+    end = datetime(2026, 10, 10, 18, 30, tzinfo=UTC)  # 01:30 on 11 October, Vietnam time
+    url = evidence_url(links, Subject(probe="thon-a-vnpt-fiber", hamlet="thon-a", isp="VNPT"),
+                       start, end)  # fmt: skip
+    assert url is not None
+    target = urlsplit(url)
+    resp = await client.get(f"{target.path}?{target.query}", headers=auth(ADMIN_TOKEN))
+    assert resp.status == 200, await resp.text()
+    disposition = resp.headers["Content-Disposition"]
+    assert disposition == 'attachment; filename="evidence-thon-a-VNPT-2026-10-01-2026-10-11.zip"'
 
 
 @pytest.mark.parametrize(
