@@ -1,10 +1,13 @@
 """The office's overview page at ``/``: hamlets, probes, last-seen and last results, in Vietnamese.
 
-Read-only and without secrets (no tokens, no keys); Grafana is the office's main view.
+Read-only and without secrets (no tokens, no private keys); Grafana is the office's main view.
+It publishes the public key evidence exports are signed with (docs/evidence.md), the one an
+operator passes to ``minisign -P``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from html import escape
 from zoneinfo import ZoneInfo
@@ -15,6 +18,7 @@ from probes.models import BandwidthResult, Kind, LatencyResult
 from server.appkeys import REGISTRY, SETTINGS, STORE
 from server.compliance.page import ILLUSTRATIVE_BANNER
 from server.errors import StorageUnavailable
+from server.evidence import minisign
 
 #: Office staff read local time (Asia/Ho_Chi_Minh, UTC+7).
 LOCAL_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -41,6 +45,10 @@ th{{background:#eef3f8}} td.num{{text-align:right}} .muted{{color:#777}}
 <table><tr><th>Đầu đo</th><th>Thôn</th><th>Nhà mạng</th><th>Truy nhập</th>
 <th>Liên lạc lần cuối</th><th>Tải xuống (Mb/s)</th><th>Tải lên (Mb/s)</th>
 <th>Độ trễ trung vị (ms)</th><th>Đo lúc</th></tr>{probes}</table>
+<h2>Khóa công khai của máy chủ (kiểm tra bằng chứng)</h2>
+<p>Mọi bộ bằng chứng và báo cáo quý do máy chủ này xuất ra đều được ký bằng khóa dưới đây.
+Nhà mạng kiểm tra bằng công cụ <code>minisign</code>, trong thư mục bộ bằng chứng:</p>
+<pre>minisign -Vm manifest.json -P {key}</pre>
 </body></html>"""
 
 
@@ -93,7 +101,9 @@ async def index_page(request: web.Request) -> web.Response:
             f'<td class="num">{_num(lat.rtt_median_ms if lat else None, 2)}</td>'
             f"<td>{_when(last)}</td></tr>"
         )
+    key = await asyncio.to_thread(minisign.load_or_create_key, request.app[SETTINGS].data_dir)
     html = _PAGE.format(
+        key=escape(key.public.base64_text()),
         banner=ILLUSTRATIVE_BANNER if request.app[SETTINGS].demo else "",
         now=_when(datetime.now(UTC)),
         store_note=store_note,

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from probes.models import Kind
 from probes.signing import new_private_key, public_key_text
 from server.app import create_app
+from server.evidence import minisign
 from server.settings import Settings
 from server.storage.sqlite import SqliteStore
 from tests.server.conftest import (
@@ -318,6 +319,19 @@ async def test_overview_page_in_vietnamese(client: TestClient, probe: dict[str, 
     assert "Thôn Đồng Tâm" in page and probe["probe_id"] in page
     assert "941.0" in page
     assert probe["token"] not in page
+
+
+async def test_overview_page_publishes_the_evidence_key(
+    client: TestClient, settings: Settings
+) -> None:
+    """The office page shows the key exports are signed with (docs/evidence.md), and only the
+    public half: the one an operator passes to ``minisign -P``."""
+    page = await (await client.get("/")).text()
+    key = minisign.load_or_create_key(settings.data_dir)
+    assert f"minisign -Vm manifest.json -P {key.public.base64_text()}" in page
+    private = (settings.data_dir / minisign.KEY_FILE_NAME).read_text(encoding="ascii")
+    body = "".join(private.splitlines()[1:-1])
+    assert body[:40] not in page
 
 
 async def test_openapi_document_lists_every_route(client: TestClient) -> None:
