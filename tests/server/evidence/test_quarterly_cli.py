@@ -217,15 +217,26 @@ def test_verify_export_checks_hashes_signatures_and_the_pdf(report: Path, config
     assert (result.pdfs_verified, result.results_verified) == (1, 0)
 
 
-@pytest.mark.parametrize("name", ["report.xlsx", "report.json", "server.pub", "report.pdf"])
-def test_a_flipped_byte_is_named(report: Path, config: Path, tmp_path: Path, name: str) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(report, copy)
-    data = bytearray((copy / name).read_bytes())
-    data[len(data) // 2] ^= 0x01
-    (copy / name).write_bytes(bytes(data))
-    result = verify_export(copy, trusted_key=_public_key(config).base64_text())
-    assert name in {f.file for f in result.failures}
+def test_a_flipped_byte_in_any_file_is_named(report: Path, config: Path, tmp_path: Path) -> None:
+    """Every file of the report, its first, middle and last byte: verify fails naming that file
+    (the signature files by the file they sign, or by their own name)."""
+    trusted = _public_key(config).base64_text()
+    names = sorted(p.name for p in report.iterdir())
+    assert {"manifest.json", "manifest.json.minisig", "report.pdf.minisig"} <= set(names)
+    missed = []
+    for name in names:
+        size = (report / name).stat().st_size
+        for at in sorted({0, size // 2, size - 1}):
+            copy = tmp_path / f"{name}-{at}"
+            shutil.copytree(report, copy)
+            data = bytearray((copy / name).read_bytes())
+            data[at] ^= 0x01
+            (copy / name).write_bytes(bytes(data))
+            failed = {f.file for f in verify_export(copy, trusted_key=trusted).failures}
+            signed = name.removesuffix(".minisig")
+            if not failed & {name, signed}:
+                missed.append((name, at, failed))
+    assert missed == []
 
 
 @pytest.mark.parametrize(
