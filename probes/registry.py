@@ -9,14 +9,12 @@ split).
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from probes import bandwidth, cellular
-from probes.latency import http_rtt, icmp, tcp_connect
 from probes.latency.address import split_host_port
-from probes.latency.options import LatencyOptions, parse_options
 from probes.models import Kind
 from probes.spec import Measurement, ProbeFn, ProbeSpec
 
@@ -36,20 +34,23 @@ __all__ = [
     "split_host_port",
 ]
 
-#: Engine names of the kinds whose modules import optional packages (dnspython), kept here so
-#: that listing the table imports none of them; tests/test_newuser.py checks they agree.
+#: Each kind's default engine, kept here so that listing the table (the agent's configuration
+#: check does) imports no probe module: a kind's module, and the packages it needs (dnspython),
+#: are imported when its first test runs, so the idle agent holds none of them (issue 16 item
+#: 5). tests/test_newuser.py and tests/collector/test_imports.py check they agree.
+BANDWIDTH_ENGINE = "http"
+CELLULAR_ENGINE = "mmcli"
 DNS_ENGINE = "dnspython"
 IPV6_ENGINE = "readiness"
 #: What to install when an engine's package is missing.
 PROBE_EXTRA_HINT = "install the agent with the [probe] extra: pip install 'hamletnet[probe]'"
 
-LatencyEngine = Callable[[Sequence[str], LatencyOptions], Awaitable[list[Measurement]]]
-
-#: Latency engines; targets: icmp an address or host name, tcp HOST:PORT, http a URL.
-LATENCY_ENGINES: dict[str, LatencyEngine] = {
-    "icmp": icmp.measure,
-    "tcp": tcp_connect.measure,
-    "http": http_rtt.measure,
+#: Latency engines by name, each the module whose ``measure`` runs it; targets: icmp an address
+#: or host name, tcp HOST:PORT, http a URL.
+LATENCY_ENGINES: dict[str, str] = {
+    "icmp": "probes.latency.icmp",
+    "tcp": "probes.latency.tcp_connect",
+    "http": "probes.latency.http_rtt",
 }
 
 
@@ -104,9 +105,11 @@ def engine_for(kind: Kind, engine: str | None, targets: Sequence[str]) -> str:
 
 
 async def _latency(spec: ProbeSpec) -> list[Measurement]:
+    from probes.latency.options import parse_options
+
     name = engine_for(Kind.LATENCY, spec.engine, spec.targets)
-    engine = LATENCY_ENGINES.get(name)
-    if engine is None:
+    module = LATENCY_ENGINES.get(name)
+    if module is None:
         choices = ", ".join(LATENCY_ENGINES)
         raise ValueError(f"latency engine {name!r} is unknown: use one of {choices}")
     for target in spec.targets:
@@ -117,7 +120,23 @@ async def _latency(spec: ProbeSpec) -> list[Measurement]:
                 f"latency target {target!r} is {'a URL' if form == 'http' else 'HOST:PORT'}:"
                 f" icmp takes a host name or address; use engine {form} for it"
             )
-    return await engine(spec.targets, parse_options(spec.options))
+    options = parse_options(spec.options)
+    measured: list[Measurement] = await importlib.import_module(module).measure(
+        spec.targets, options
+    )
+    return measured
+
+
+async def _bandwidth(spec: ProbeSpec) -> list[Measurement]:
+    from probes import bandwidth
+
+    return await bandwidth.run(spec)
+
+
+async def _cellular(spec: ProbeSpec) -> list[Measurement]:
+    from probes import cellular
+
+    return await cellular.run(spec)
 
 
 # dns and ipv6 import an optional package (dnspython): imported when a test runs, so that
@@ -139,9 +158,9 @@ async def _ipv6(spec: ProbeSpec) -> list[Measurement]:
 
 
 PROBES: dict[Kind, ProbeEntry] = {
-    Kind.BANDWIDTH: ProbeEntry(engine=bandwidth.DEFAULT_ENGINE, run=bandwidth.run),
+    Kind.BANDWIDTH: ProbeEntry(engine=BANDWIDTH_ENGINE, run=_bandwidth),
     Kind.LATENCY: ProbeEntry(engine="icmp", run=_latency),
     Kind.DNS: ProbeEntry(engine=DNS_ENGINE, run=_dns),
-    Kind.CELLULAR: ProbeEntry(engine=cellular.ENGINE, run=cellular.run, needs_targets=False),
+    Kind.CELLULAR: ProbeEntry(engine=CELLULAR_ENGINE, run=_cellular, needs_targets=False),
     Kind.IPV6: ProbeEntry(engine=IPV6_ENGINE, run=_ipv6),
 }

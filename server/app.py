@@ -352,5 +352,9 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
     add_publish_routes(app)
     if settings.serve_target:
         # The bandwidth measurement target (usually alone: ``hamletnet-server target``).
-        app.add_subapp(TARGET_PREFIX, create_target_app())
+        capacity = settings.target
+        app.add_subapp(TARGET_PREFIX, create_target_app(
+            max_tests=capacity.max_concurrent_tests,
+            max_aggregate_mbps=capacity.max_aggregate_mbps,
+        ))  # fmt: skip
     return app

@@ -219,8 +219,10 @@ def cmd_target(args: argparse.Namespace) -> int:
         host, port = split_host_port(args.listen)
     except ValueError as exc:
         raise ConfigError(f"--listen: {exc}") from None
+    capacity = _settings(args).target  # only target.* matters here
     log.info("hamletnet measurement target %s on %s", __version__, args.listen)
-    app = create_target_app()
+    app = create_target_app(max_tests=capacity.max_concurrent_tests,
+                            max_aggregate_mbps=capacity.max_aggregate_mbps)  # fmt: skip
     _serve(lambda: web.run_app(app, host=host, port=port, access_log=None,
                                print=lambda msg: log.info("%s", msg)), host, port)  # fmt: skip
     return 0

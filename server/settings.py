@@ -114,7 +114,34 @@ class LimitSettings(_Section):
 IspName = Annotated[
     str, StringConstraints(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f\\]+$")
 ]
+
+
 #: The commune hamlets belong to when the configuration names none (a file from before communes).
+class TargetSettings(_Section):
+    """How many bandwidth tests the measurement target admits at once (``server/target``)."""
+
+    max_concurrent_tests: int = Field(
+        default=1, ge=1, le=64,
+        description="Tests (slot leases) running at once; beyond them a probe is told 503 with"
+        " Retry-After and waits or defers its test.",
+    )  # fmt: skip
+    max_aggregate_mbps: float | None = Field(
+        default=None, gt=0,
+        description="The rate the target can serve, Mb/s (its uplink's goodput): the expected"
+        " rates of running tests must fit in it. Required when max_concurrent_tests > 1.",
+    )  # fmt: skip
+
+    @model_validator(mode="after")
+    def _budget_when_concurrent(self) -> TargetSettings:
+        if self.max_concurrent_tests > 1 and self.max_aggregate_mbps is None:
+            raise ValueError(
+                f"target.max_concurrent_tests: {self.max_concurrent_tests} concurrent tests need"
+                " target.max_aggregate_mbps (the target's uplink goodput, Mb/s), or tests that"
+                " together fill the target would hold each other back unseen"
+            )
+        return self
+
+
 DEFAULT_COMMUNE_CODE = "commune"
 DEFAULT_COMMUNE_NAME = "Xã (chưa đặt tên trong cấu hình)"
 
@@ -203,6 +230,7 @@ class Settings(BaseSettings):
         " server it is public (speedtest-cli and browsers carry no token), so it is off unless"
         " asked for; the usual place for it is 'hamletnet-server target' on its own machine.",
     )
+    target: TargetSettings = Field(default_factory=TargetSettings)
     plan_file: Path | None = Field(
         default=None,
         description="The plan judged by /compliance (YAML, as config/plan.yaml); unset: the copy"

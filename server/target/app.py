@@ -5,7 +5,8 @@ ingest server. Endpoints (paths in ``probes/bandwidth/params.py``):
 
 - ``GET /download?bytes=N`` N random bytes; ``POST /upload`` discards its body;
 - ``GET /latency`` an empty reply, for HTTP round trips;
-- ``POST /slot`` / ``DELETE /slot/{lease_id}`` the coordinator (``coordinator.py``);
+- ``POST /slot`` / ``DELETE /slot/{lease_id}`` the coordinator (``coordinator.py``): up to
+  ``max_tests`` tests at once within an aggregate-rate budget, beyond them 503 with Retry-After;
 - the Speedtest Mini and LibreSpeed backend protocols (``compat.py``).
 
 Transfers may carry ``?lease=ID`` (or the ``X-Hamletnet-Lease`` header) to tie them to a slot.
@@ -60,14 +61,15 @@ async def download(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "application/octet-stream", "Cache-Control": "no-store"}
     )
-    with tracked(request):
-        await send_random(request, response, request.app[PAYLOAD], count)
+    with tracked(request, "download") as moved:
+        moved.byte_count = await send_random(request, response, request.app[PAYLOAD], count)
     return response
 
 
 async def upload(request: web.Request) -> web.Response:
-    with tracked(request):
+    with tracked(request, "upload") as moved:
         body = await discard_body(request)
+        moved.byte_count = body.byte_count
     response = web.json_response({"bytes": body.byte_count}, headers={"Cache-Control": "no-store"})
     if not body.reusable:
         response.force_close()
@@ -107,9 +109,18 @@ async def _payload_ctx(app: web.Application) -> AsyncIterator[None]:
     app[PAYLOAD].close()
 
 
-def create_target_app(max_slot_s: float = params.MAX_SLOT_S) -> web.Application:
+def create_target_app(
+    max_slot_s: float = params.MAX_SLOT_S,
+    *,
+    max_tests: int = 1,
+    max_aggregate_mbps: float | None = None,
+) -> web.Application:
+    """The target admitting ``max_tests`` concurrent tests whose expected rates fit in
+    ``max_aggregate_mbps`` (settings ``target.*``; ``coordinator.py``)."""
     app = web.Application()
-    app[SLOTS] = SlotCoordinator(max_slot_s=max_slot_s)
+    app[SLOTS] = SlotCoordinator(
+        max_slot_s=max_slot_s, max_tests=max_tests, max_aggregate_mbps=max_aggregate_mbps
+    )
     app.cleanup_ctx.append(_payload_ctx)
     app.on_response_prepare.append(compat.cors_headers)
     app.router.add_get("/", index)

@@ -97,7 +97,7 @@ async def speedtest_upload(request: web.Request) -> web.Response:
     declared = request.content_length
     sends = speedtest_cli_sends(declared) if declared is not None else None
     early_end = sends if sends != declared else None
-    with tracked(request):
+    with tracked(request, "upload"):
         body = Discarded(0, reusable=True)
         if request.body_exists:
             body = await discard_body(request, early_end)
@@ -130,7 +130,7 @@ async def librespeed_garbage(request: web.Request) -> web.StreamResponse:
 
 
 async def librespeed_empty(request: web.Request) -> web.Response:
-    with tracked(request):
+    with tracked(request, "upload"):
         body = Discarded(0, reusable=True)
         if request.body_exists:
             body = await discard_body(request)

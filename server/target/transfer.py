@@ -21,6 +21,7 @@ from aiohttp import StreamReader, web
 
 from probes.bandwidth import params
 from server.appkeys import SLOTS
+from server.target.coordinator import Direction
 from server.target.payload import Payload
 
 #: One sendfile call moves at most this much; each call must finish within CHUNK_TIMEOUT_S, so a
@@ -44,15 +45,24 @@ def _lease(request: web.Request) -> str | None:
     return request.query.get(params.LEASE_PARAM) or request.headers.get(params.LEASE_HEADER)
 
 
+@dataclass(slots=True)
+class Moved:
+    """What a tracked transfer moved, set by its handler, bytes."""
+
+    byte_count: int = 0
+
+
 @contextlib.contextmanager
-def tracked(request: web.Request) -> Iterator[None]:
-    """Tell the slot coordinator a transfer runs (it may disturb someone else's slot)."""
+def tracked(request: web.Request, direction: Direction = "download") -> Iterator[Moved]:
+    """Tell the slot coordinator a transfer runs (it may disturb someone else's slot, and it
+    keeps its own lease alive) and, at its end, how many bytes it moved."""
     slots = request.app[SLOTS]
-    token = slots.transfer_started(_lease(request), request.remote or "")
+    token = slots.transfer_started(_lease(request), request.remote or "", direction)
+    moved = Moved()
     try:
-        yield
+        yield moved
     finally:
-        slots.transfer_ended(token)
+        slots.transfer_ended(token, moved.byte_count)
 
 
 async def send_random(
