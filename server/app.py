@@ -38,10 +38,12 @@ from server.appkeys import (
     PROBE,
     PROBE_LOCKS,
     REGISTRY,
+    SAMPLE_APPENDER,
     SETTINGS,
     STORE,
     WRITE_HEALTH,
 )
+from server.compliance.cached_samples import CacheAppender
 from server.compliance_api import add_compliance_routes
 from server.enrol import post_register
 from server.errors import (
@@ -65,7 +67,9 @@ from server.ratelimit import RateLimiter, source_key
 from server.registry import LAST_SEEN_FLUSH_S, Registry
 from server.schemas import HealthReply
 from server.settings import Settings
+from server.storage import month_cache
 from server.storage.base import ResultStore
+from server.storage.month_cache import MonthCache
 from server.target.app import create_target_app
 from server.ui import index_page
 
@@ -317,6 +321,19 @@ def _alerts_ctx(config: AlertsConfig) -> Callable[[web.Application], AsyncIterat
     return ctx
 
 
+async def _sample_cache_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The compliance sample cache's appender and its worker, for the app's lifetime."""
+    cache = MonthCache(app[SETTINGS].data_dir / month_cache.FILE_NAME)
+    await cache.open()
+    appender = CacheAppender(cache)
+    app[SAMPLE_APPENDER] = appender
+    task = asyncio.create_task(appender.run(), name="sample-cache-append")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    await cache.close()
+
+
 def create_app(settings: Settings, store: ResultStore | None = None) -> web.Application:
     app = web.Application(
         middlewares=[error_middleware, auth_middleware, timeout_middleware],
@@ -331,7 +348,7 @@ def create_app(settings: Settings, store: ResultStore | None = None) -> web.Appl
         settings.limits.auth_failures_per_min / 60, settings.limits.auth_failure_burst
     )
     app[PROBE_LOCKS] = {}
-    app.cleanup_ctx.extend([_registry_ctx, _store_ctx])
+    app.cleanup_ctx.extend([_registry_ctx, _store_ctx, _sample_cache_ctx])
     if settings.alerts_file is not None:
         # Read now, so a bad alerts file stops the start with its key named.
         app.cleanup_ctx.append(_alerts_ctx(load_alerts(settings.alerts_file)))

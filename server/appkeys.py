@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from server.alerts.service import AlertService
+from server.compliance.cached_samples import CacheAppender
 from server.health import WriteHealth
 from server.metrics import Metrics
 from server.ratelimit import RateLimiter
@@ -31,6 +32,8 @@ PAYLOAD = web.AppKey("payload", Payload)
 SLOTS = web.AppKey("slots", SlotCoordinator)
 #: Alerts (server/alerts), present only when ``alerts_file`` is set.
 ALERTS = web.AppKey("alerts", AlertService)
+#: Appends accepted bandwidth results to the compliance sample cache (``cached_samples``).
+SAMPLE_APPENDER = web.AppKey("sample_appender", CacheAppender)
 
 #: Request-scoped: the authenticated probe (set by the auth middleware).
 PROBE = web.RequestKey("probe", ProbeRecord)

@@ -36,6 +36,7 @@ from server.appkeys import (
     PROBE,
     PROBE_LOCKS,
     REGISTRY,
+    SAMPLE_APPENDER,
     SETTINGS,
     STORE,
     WRITE_HEALTH,
@@ -218,6 +219,7 @@ async def post_results(request: web.Request) -> web.Response:
 
     valid: list[tuple[int, StoredResult]] = []
     accepted: list[Result] = []
+    stored_accepted: list[StoredResult] = []
     if candidates:
         # Ed25519 verification releases the GIL: in a worker thread it runs beside the event
         # loop instead of holding it for the whole batch (about 65 µs per result).
@@ -246,6 +248,7 @@ async def post_results(request: web.Request) -> web.Response:
                 continue
             if outcome is WriteOutcome.ACCEPTED:
                 accepted.append(stored.result)
+                stored_accepted.append(stored)
             replies[index] = ItemReply(
                 index=index, result_id=str(stored.result.result_id), outcome=ItemOutcome(outcome)
             )
@@ -254,6 +257,10 @@ async def post_results(request: web.Request) -> web.Response:
     if alerts is not None:
         # Only after the store has them; never waits (a full queue drops, the schedule goes on).
         alerts.offer(probe.probe_id, accepted)
+    appender = app.get(SAMPLE_APPENDER)
+    if appender is not None:
+        # Only what the store accepted, after it has it; queued, never waited for.
+        appender.offer(stored_accepted)
 
     done = [r for r in replies if r is not None]
     counts = Counter(r.outcome for r in done)

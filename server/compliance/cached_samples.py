@@ -1,4 +1,5 @@
-"""A period's bandwidth samples per probe, through the sample cache (``storage.month_cache``).
+"""A period's bandwidth samples per probe, as columns (``columns.SampleColumns``), through the
+sample cache (``storage.month_cache``).
 
 For each Vietnam month of the period, one aggregate query asks the store how many bandwidth
 results each probe has (``ResultStore.count_by_probe``). A probe-month whose cached count equals
@@ -7,8 +8,13 @@ lost cache file, another packing format) is scanned from the store (one scan for
 and cached again with the number of results the scan gave. The samples the rules read are thus
 those of the store, whichever adapter holds it: the cache only saves reading them again.
 
-A month not yet over gains results every hour, so each query rebuilds the probes that reported
-since the last one: a scan of the month so far, limited to those probes. Counting cannot tell a
+A month not yet over gains results every hour. So that a query does not rebuild every probe that
+reported since the last one, ingest appends the results the store accepted to their cached
+probe-month and adds them to its count (``append_accepted``, off the request by
+``CacheAppender``). The count check stays the only guard: an append lost (a crash after the
+store's write, a full queue) leaves the row's count short of the store's, and that probe-month
+alone is rebuilt from a scan of that probe; an append that would add a sample the row may already
+hold (same ``measured_at``: a rebuild that saw it) drops the row instead. Counting cannot tell a
 month that lost k results and gained k others between two queries (retention deletes whole old
 months, results arrive for the current one: both in one month between two queries is not a case
 the server meets), and it does not see a result edited in place (results are never edited).
@@ -16,58 +22,70 @@ the server meets), and it does not see a result edited in place (results are nev
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from probes.models import Kind
-from server.compliance.rules import Sample
-from server.compliance.samples import (
+from server.compliance.columns import (
     PACK_VERSION,
-    SAMPLE_FIELDS,
-    pack_samples,
-    to_sample,
-    unpack_samples,
+    SampleColumns,
+    columns_of,
+    merge_packed,
+    pack,
+    unpack,
 )
-from server.compliance.stats import Period
-from server.storage.month_cache import MonthCache, Packed
+from server.compliance.rules import Sample
+from server.compliance.samples import SAMPLE_FIELDS, result_sample, samples_of, to_sample
+from server.compliance.stats import Period, month_of
+from server.storage.month_cache import Appended, MonthCache, Packed
 
 if TYPE_CHECKING:
-    from server.storage.base import ResultStore
+    from server.storage.base import ResultStore, StoredResult
 
 log = logging.getLogger(__name__)
+
+
+async def bandwidth_columns(
+    store: ResultStore, cache: MonthCache, period: Period, probes: Sequence[str]
+) -> dict[str, SampleColumns]:
+    """The bandwidth samples of ``probes`` with ``period.start <= measured_at < period.end``, as
+    columns, in the store's order (``measured_at``, then result id), equal to those of a plain
+    scan. Probes without any are left out."""
+    parts: dict[str, list[SampleColumns]] = defaultdict(list)
+    wanted = sorted(set(probes))
+    if not wanted:
+        return {}
+    for month in period.months():
+        start, end = max(month.start, period.start), min(month.end, period.end)
+        if start >= end:
+            continue
+        whole = await month_columns(store, cache, month, wanted)
+        for probe_id, columns in whole.items():
+            if (start, end) != (month.start, month.end):
+                columns = columns.between(start, end)
+            if len(columns):
+                parts[probe_id].append(columns)
+    return {p: SampleColumns.concatenate(c) for p, c in parts.items()}
 
 
 async def bandwidth_samples(
     store: ResultStore, cache: MonthCache, period: Period, probes: Sequence[str]
 ) -> dict[str, list[Sample]]:
-    """The bandwidth samples of ``probes`` with ``period.start <= measured_at < period.end``,
-    in the store's order (``measured_at``, then result id), equal to those of a plain scan."""
-    found: dict[str, list[Sample]] = {}
-    wanted = sorted(set(probes))
-    if not wanted:
-        return found
-    for month in period.months():
-        start, end = max(month.start, period.start), min(month.end, period.end)
-        if start >= end:
-            continue
-        whole = await month_samples(store, cache, month, wanted)
-        for probe_id, samples in whole.items():
-            if (start, end) != (month.start, month.end):
-                samples = [s for s in samples if start <= s.measured_at < end]
-            if samples:
-                found.setdefault(probe_id, []).extend(samples)
-    return found
+    """``bandwidth_columns`` as sample objects."""
+    found = await bandwidth_columns(store, cache, period, probes)
+    return {p: samples_of(c) for p, c in found.items()}
 
 
-async def month_samples(
+async def month_columns(
     store: ResultStore, cache: MonthCache, month: Period, probes: Sequence[str]
-) -> dict[str, list[Sample]]:
+) -> dict[str, SampleColumns]:
     """The whole Vietnam ``month``'s bandwidth samples of each of ``probes`` that has any."""
     counts = await store.count_by_probe(Kind.BANDWIDTH, month.start, month.end)
     held = await cache.get(month.label, PACK_VERSION, [p for p in probes if p in counts])
-    found: dict[str, list[Sample]] = {}
+    found: dict[str, SampleColumns] = {}
     stale = []
     for probe_id in probes:
         stored = counts.get(probe_id, 0)
@@ -76,15 +94,15 @@ async def month_samples(
         packed = held.get(probe_id)
         if usable(packed, stored):
             assert packed is not None
-            found[probe_id] = unpack_samples(packed.samples)
+            found[probe_id] = unpack(packed.samples)
         else:
             stale.append(probe_id)
     if stale:
-        rebuilt = await _scan(store, month, stale)
+        rebuilt = {p: columns_of(s) for p, s in (await _scan(store, month, stale)).items()}
         await cache.put(
             month.label,
             PACK_VERSION,
-            [Packed(p, len(samples), pack_samples(samples)) for p, samples in rebuilt.items()],
+            [Packed(p, len(columns), pack(columns)) for p, columns in rebuilt.items()],
         )
         found.update(rebuilt)
         log.info(
@@ -110,3 +128,69 @@ async def _scan(store: ResultStore, month: Period, probes: list[str]) -> dict[st
         for row in page:
             found[row.probe_id].append(to_sample(row))
     return found
+
+
+# -- Appending at ingest --------------------------------------------------------------------------
+
+
+async def append_accepted(cache: MonthCache, accepted: Sequence[StoredResult]) -> Appended:
+    """Append the bandwidth results among ``accepted`` (those the store has just accepted, never
+    duplicates) to their probe-month rows, one row per probe and Vietnam month, in one
+    transaction per month. Other kinds are ignored."""
+    by_month: dict[str, dict[str, list[Sample]]] = defaultdict(lambda: defaultdict(list))
+    for item in accepted:
+        if item.result.kind is Kind.BANDWIDTH:
+            month = month_of(item.result.measured_at).label
+            sample = result_sample(item.result, item.identity.access)
+            by_month[month][item.identity.probe_id].append(sample)
+    done = Appended(0, 0, 0)
+    for month, probes in by_month.items():
+        rows = [Packed(p, len(s), pack(columns_of(s))) for p, s in probes.items()]
+        got = await cache.append(month, PACK_VERSION, rows, merge_packed)
+        done = Appended(
+            done.appended + got.appended, done.absent + got.absent, done.dropped + got.dropped
+        )
+    return done
+
+
+class CacheAppender:
+    """Appends accepted results to the sample cache off the request (``offer`` never waits): a
+    bounded queue, drained by ``run`` (owned by the app's lifecycle) one merged batch at a time.
+    A batch dropped (full queue, shutdown, an error) only costs its probes a rebuild."""
+
+    def __init__(self, cache: MonthCache, *, max_batches: int = 10_000) -> None:
+        self._cache = cache
+        self._queue: asyncio.Queue[list[StoredResult]] = asyncio.Queue(max_batches)
+        self.dropped = 0
+
+    def offer(self, accepted: Sequence[StoredResult]) -> None:
+        """Queue results the store accepted; never blocks, never raises."""
+        if not any(item.result.kind is Kind.BANDWIDTH for item in accepted):
+            return
+        try:
+            self._queue.put_nowait(list(accepted))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            log.warning(
+                "compliance sample cache: queue full, %d result(s) not appended (rebuilt on the"
+                " next query)",
+                len(accepted),
+            )
+
+    async def drain(self) -> None:
+        """Wait until every queued batch has been appended (tests, benches)."""
+        await self._queue.join()
+
+    async def run(self) -> None:
+        """Append queued batches until cancelled; what is queued together goes in one call."""
+        while True:
+            batches = [await self._queue.get()]
+            while not self._queue.empty():
+                batches.append(self._queue.get_nowait())
+            try:
+                await append_accepted(self._cache, [item for b in batches for item in b])
+            except Exception:  # the cache is a shortcut: a failed append costs a rebuild
+                log.exception("compliance sample cache: %d batch(es) not appended", len(batches))
+            finally:
+                for _ in batches:
+                    self._queue.task_done()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 
 from probes.models import Access, Kind, Status
 from server.compliance import cached_samples, rules
+from server.compliance.columns import SampleColumns, as_columns, columns_of
 from server.compliance.plan import Indicator, Plan, PlanInfo
 from server.compliance.rules import (
     DeadlineStatus,
@@ -126,10 +127,11 @@ class SurveyFigure:
 
 @dataclass(frozen=True)
 class Evidence:
-    """The period's probe results by probe id: bandwidth samples, IPv6 samples, and any other
-    result (latency) that only proves a line was up (presence)."""
+    """The period's probe results by probe id: bandwidth samples (as samples, or as the columns
+    the sample cache gives), IPv6 samples, and any other result (latency) that only proves a line
+    was up (presence)."""
 
-    bandwidth: Mapping[str, Sequence[Sample]] = field(default_factory=dict)
+    bandwidth: Mapping[str, Sequence[Sample] | SampleColumns] = field(default_factory=dict)
     ipv6: Mapping[str, Sequence[Ipv6Sample]] = field(default_factory=dict)
     other: Mapping[str, Sequence[Sample]] = field(default_factory=dict)
 
@@ -268,13 +270,6 @@ def _months(period: Period, now: datetime) -> list[Period]:
     return clipped
 
 
-def _by_month(samples: Sequence[Sample]) -> dict[str, list[Sample]]:
-    buckets: dict[str, list[Sample]] = defaultdict(list)
-    for sample in samples:
-        buckets[month_of(sample.measured_at).label].append(sample)
-    return buckets
-
-
 def combine_months(kinds: Sequence[VerdictKind]) -> VerdictKind:
     """A line's verdict over several months: a failed month fails the period; the period is met
     only when every month is; otherwise the first of insufficient_data, not_verifiable,
@@ -305,13 +300,6 @@ def _month_rule(rule_id: str) -> Callable[[rules.LineMonthStats, Line, Period], 
     return lambda stats, _line, window: rules.mobile_5g_stats(stats, window)
 
 
-def _download_count(samples: Sequence[Sample], month: Period) -> int:
-    def has_download(sample: Sample) -> rules.Exclusion | None:
-        return None if sample.download_mbps is not None else rules.Exclusion.NO_VALUE
-
-    return len(rules.valid_samples(samples, month, keep=has_download).valid)
-
-
 def _is_silent(probe: ProbeLine, now: datetime) -> bool:
     if not probe.enabled:
         return False
@@ -319,15 +307,17 @@ def _is_silent(probe: ProbeLine, now: datetime) -> bool:
 
 
 def _line_report(
-    probe: ProbeLine, samples: Sequence[Sample], period: Period, now: datetime
+    probe: ProbeLine, columns: SampleColumns, period: Period, now: datetime
 ) -> LineReport:
-    buckets = _by_month(samples)
-    # One pass over each month's samples serves every rule of the line (rules.stats_for_line).
-    stats = {
-        m.start: rules.stats_for_line(buckets.get(month_of(m.start).label, []), probe.line, m)
-        for m in _months(period, now)
-    }
+    def of_month(month: Period) -> SampleColumns:
+        return columns.between(month.start, month.end)
+
+    # One computation over each month's samples serves every rule of the line
+    # (rules.stats_for_line); a month clipped by the period counts the rest as outside it.
     windows = {m.start: m for m in _months(period, now)}
+    stats = {
+        at: rules.stats_for_line(of_month(month_of(at)), probe.line, m) for at, m in windows.items()
+    }
     line_rules = []
     for rule_id in _MONTH_RULES.get(probe.line.access, ()):
         judge = _month_rule(rule_id)
@@ -341,7 +331,9 @@ def _line_report(
             continue
         whole = windows.get(m.start) == m  # the period covers the month: its figures serve
         count = (
-            stats[m.start].with_download if whole else _download_count(buckets.get(m.label, []), m)
+            stats[m.start].with_download
+            if whole
+            else rules.stats_for_line(of_month(m), probe.line, m).with_download
         )
         sufficiency.append(rules.sufficiency(count, month_of(m.start), now))
     return LineReport(probe, tuple(line_rules), tuple(sufficiency), _is_silent(probe, now))
@@ -382,33 +374,21 @@ def _latest_survey(
     return max(mine, key=lambda s: s.surveyed_at) if mine else None
 
 
-def _presence_samples(lines: Sequence[ProbeLine], evidence: Evidence) -> list[Sample]:
-    samples: list[Sample] = []
-    for probe in lines:
-        access = probe.line.access
-        for s in evidence.bandwidth.get(probe.probe_id, ()):
-            samples.append(s if s.access is not None else _with_access(s, access))
-        for s in evidence.other.get(probe.probe_id, ()):
-            samples.append(s if s.access is not None else _with_access(s, access))
-        for v in evidence.ipv6.get(probe.probe_id, ()):
-            samples.append(
-                Sample(v.measured_at, status=v.status, clock_synced=v.clock_synced, access=access)
-            )
-    return samples
-
-
-def _with_access(sample: Sample, access: Access) -> Sample:
-    return Sample(
-        sample.measured_at,
-        sample.download_mbps,
-        sample.upload_mbps,
-        sample.status,
-        sample.cpu_limited,
-        sample.host_limited,
-        sample.ran_alone,
-        sample.clock_synced,
-        sample.link_speed_mbps,
-        access,
+def _answered(
+    probe: ProbeLine, bandwidth: SampleColumns, evidence: Evidence, period: Period
+) -> rules.Answered:
+    """What a line's results of every kind count for presence; a result that does not say its
+    access is of the line's."""
+    access = probe.line.access
+    ipv6 = [
+        Sample(v.measured_at, status=v.status, clock_synced=v.clock_synced)
+        for v in evidence.ipv6.get(probe.probe_id, ())
+    ]
+    other = evidence.other.get(probe.probe_id, ())
+    return (
+        rules.answered(bandwidth, period, access=access)
+        + rules.answered(columns_of(other), period, access=access)
+        + rules.answered(columns_of(ipv6), period, access=access)
     )
 
 
@@ -417,6 +397,7 @@ def _hamlet_indicator(
     hamlet: HamletInfo,
     lines: Sequence[LineReport],
     evidence: Evidence,
+    answered: Mapping[str, rules.Answered],
     hand: Sequence[HandFigure],
     surveys: Sequence[SurveyFigure],
     period: Period,
@@ -440,9 +421,9 @@ def _hamlet_indicator(
         return made(rules.hamlet_verdict(kinds), lines=tuple(pid for pid, _ in per_line))
     if rule_id in _PRESENCE_SERVICE:
         service = _PRESENCE_SERVICE[rule_id]
-        samples = _presence_samples([r.probe for r in lines], evidence)
+        heard = sum((answered[r.probe.probe_id] for r in lines), rules.Answered())
         survey = _latest_survey(surveys, hamlet.code, service, period)
-        detail = rules.presence(samples, service, period, survey)
+        detail = rules.presence_answered(heard, service, period, survey)
         return made(detail.verdict, verdicts=(detail,))
     if rule_id in (rules.IPV6_READY.id, rules.IPV6_ONLY_READY.id):
         pooled = [s for r in lines for s in evidence.ipv6.get(r.probe.probe_id, ())]
@@ -537,18 +518,21 @@ def compute(
         hamlet_reports = []
         silent: list[SilentProbe] = []
         for h in mine:
-            lines = [
-                _line_report(p, evidence.bandwidth.get(p.probe_id, ()), period, now)
-                for p in probes
-                if p.line.hamlet == h.code and isp in (None, p.line.isp)
-            ]
+            served = [p for p in probes if p.line.hamlet == h.code and isp in (None, p.line.isp)]
+            columns = {
+                p.probe_id: as_columns(evidence.bandwidth.get(p.probe_id, ())) for p in served
+            }
+            lines = [_line_report(p, columns[p.probe_id], period, now) for p in served]
+            answered = {
+                p.probe_id: _answered(p, columns[p.probe_id], evidence, period) for p in served
+            }
             silent.extend(
                 SilentProbe(r.probe.probe_id, h.code, r.probe.line.isp, r.probe.last_seen_at)
                 for r in lines
                 if r.silent
             )
             indicators = tuple(
-                _hamlet_indicator(i, h, lines, evidence, hand, surveys, period, now)
+                _hamlet_indicator(i, h, lines, evidence, answered, hand, surveys, period, now)
                 for i in plan.indicators
             )
             hamlet_reports.append(HamletReport(h, tuple(lines), indicators))
@@ -629,7 +613,7 @@ async def evaluate(
     }
     wanted = [p.probe_id for p in probes if p.line.hamlet in in_scope and isp in (None, p.line.isp)]
     async with MonthCache(settings.data_dir / month_cache.FILE_NAME) as cache:
-        bandwidth = await cached_samples.bandwidth_samples(store, cache, period, wanted)
+        bandwidth = await cached_samples.bandwidth_columns(store, cache, period, wanted)
     evidence = Evidence(
         bandwidth=bandwidth,
         ipv6=await _scan(store, Kind.IPV6, period, wanted, to_ipv6_sample),

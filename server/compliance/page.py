@@ -24,6 +24,27 @@ _TONE = {
 _QUARTERS = {"1": "I", "2": "II", "3": "III", "4": "IV"}
 #: Deadline statuses that only repeat the verdict (shown in a hamlet's cell only when not these).
 _ECHOES = {"met", "insufficient_data", "not_verifiable"}
+#: Why samples were left out (``rules.Exclusion``), as the office reads it; an unknown reason is
+#: shown by its name.
+EXCLUSION_VI = {
+    "outside_window": "ngoài kỳ",
+    "status_failed": "đo lỗi",
+    "deferred_cross_traffic": "hoãn: đường dây nhà đang dùng",
+    "deferred_cpu_busy": "hoãn: đầu đo bận CPU",
+    "skipped_data_budget": "bỏ qua: hết hạn mức dữ liệu",
+    "deferred": "hoãn",
+    "skipped": "bỏ qua",
+    "clock_not_synced": "đồng hồ chưa đồng bộ",
+    "cpu_limited": "giới hạn CPU đầu đo",
+    "host_limited": "giới hạn máy đo",
+    "target_shared": "đích đo dùng chung",
+    "other_access": "loại truy nhập khác",
+    "no_value": "không có giá trị",
+    "link_speed_unknown": "không rõ tốc độ cổng",
+    "link_below_2500_mbps": "cổng dưới 2,5 Gb/s",
+}
+#: The column of samples counted although the probe could not see the household's traffic.
+CROSS_TRAFFIC_UNKNOWN_VI = "Mẫu không rõ lưu lượng của hộ"
 #: Rules whose speeds are judged against a target in Gb/s.
 _GIGABIT_RULES = {"fixed-gigabit"}
 
@@ -189,6 +210,21 @@ def _hamlets(commune: Mapping[str, Any]) -> str:
     )
 
 
+def exclusions_vi(exclusions: Mapping[str, int]) -> str:
+    """Samples left out, by reason: ``đo lỗi: 3; hoãn: đường dây nhà đang dùng: 2``."""
+    if not exclusions:
+        return "—"
+    return "; ".join(
+        f"{escape(EXCLUSION_VI.get(reason, reason))}: {vn_number(count, 0)}"
+        for reason, count in exclusions.items()
+    )
+
+
+def _unknown_traffic(month: Mapping[str, Any] | None) -> str:
+    fig = None if month is None else month.get("cross_traffic_unknown")
+    return "—" if fig is None else vn_number(fig["value"], 0)
+
+
 def _lines(commune: Mapping[str, Any]) -> str:
     names = {h["code"]: h["name"] for h in commune["hamlets"]}
     rows = []
@@ -215,7 +251,10 @@ def _lines(commune: Mapping[str, Any]) -> str:
                     f'<td class="num">{_speed(down and down["median"], rule["rule_id"])}</td>'
                     f'<td class="num">{_speed(down and down["p5"], rule["rule_id"])}</td>'
                     f"<td><small>{escape(last['reason_vi']) if last else '—'}</small></td>"
-                    f'<td class="num">{sample_note}</td></tr>'
+                    f'<td class="num">{sample_note}</td>'
+                    f'<td class="num" data-field="cross_traffic_unknown">{_unknown_traffic(last)}'
+                    "</td><td><small>"
+                    f"{exclusions_vi(last['exclusions']) if last else '—'}</small></td></tr>"
                 )
     if not rows:
         return '<p class="muted">Chưa có đầu đo nào.</p>'
@@ -223,7 +262,9 @@ def _lines(commune: Mapping[str, Any]) -> str:
         "<h3>Đường dây đầu đo (tháng cuối của kỳ)</h3><table><tr><th>Đầu đo</th><th>Thôn</th>"
         "<th>Nhà mạng</th><th>Truy nhập</th><th>Quy tắc</th><th>Đánh giá</th><th>Số mẫu</th>"
         "<th>Tải xuống TB</th><th>Trung vị</th><th>95 % mẫu đạt</th><th>Lý do</th>"
-        "<th>Mẫu trong tháng</th></tr>" + "".join(rows) + "</table>"
+        f"<th>Mẫu trong tháng</th><th>{CROSS_TRAFFIC_UNKNOWN_VI}</th><th>Mẫu bị loại</th></tr>"
+        + "".join(rows)
+        + "</table>"
     )
 
 

@@ -50,6 +50,8 @@ AGGREGATIONS: Mapping[str, str] = {
     "share_at_least": "share of samples at or above the floor",
     "share": "share of results",
     "count": "count of valid samples",
+    "count_cross_traffic_unknown": "of the samples counted, those whose probe could not see the"
+    " household's traffic (cross_traffic unknown): counted, and shown",
     "projection": "count so far × month length ÷ time elapsed",
     "rate": "count so far ÷ days elapsed",
     "share_of_hamlets": "share of judged hamlets that meet the indicator",
@@ -216,7 +218,19 @@ def verdict_json(verdict: Verdict) -> dict[str, Any]:
             for name, value in verdict.shares_pct.items()
         },
         "evidence": _evidence(verdict.evidence),
+        "cross_traffic_unknown": _cross_traffic_unknown(verdict, where),
     }
+
+
+def _cross_traffic_unknown(verdict: Verdict, where: _Where) -> dict[str, Any] | None:
+    """How many of the verdict's samples could not see the household's traffic (issue 16)."""
+    count = verdict.cross_traffic_unknown
+    if count is None:
+        return None
+    return figure(
+        float(count), n=verdict.n, aggregation="count_cross_traffic_unknown", unit="samples",
+        where=where,
+    )  # fmt: skip
 
 
 def _kind(kind: VerdictKind) -> dict[str, str]:

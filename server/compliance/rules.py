@@ -15,12 +15,30 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from probes.models import Access, Status
+import numpy as np
+
+from probes.models import Access, CrossTraffic, SkipReason, Status
+from server.compliance.columns import (
+    ACCESSES,
+    CROSS_TRAFFIC_UNKNOWN,
+    FLAG,
+    OK,
+    SKIP_REASONS,
+    STATUSES,
+    Mask,
+    Micros,
+    SampleColumns,
+    Speeds,
+    as_columns,
+    columns_of,
+)
 from server.compliance.stats import (
+    PEAK_END_HOUR,
+    PEAK_START_HOUR,
+    VIETNAM,
     Aggregate,
     Deadline,
     Period,
-    is_peak_hour,
     mean,
     median,
     percentile,
@@ -74,10 +92,18 @@ VERDICT_LABELS_VI: Mapping[VerdictKind, str] = {
 
 
 class Exclusion(StrEnum):
-    """Why a sample was left out. A sample is counted once, under the first reason in this order."""
+    """Why a sample was left out. A sample is counted once, under the first reason in this order
+    (a result's status gives one of the second group's reasons: it failed, or the probe did not
+    run the test and says why)."""
 
     OUTSIDE_WINDOW = "outside_window"
     FAILED = "status_failed"
+    DEFERRED_CROSS_TRAFFIC = "deferred_cross_traffic"
+    DEFERRED_CPU_BUSY = "deferred_cpu_busy"
+    SKIPPED_DATA_BUDGET = "skipped_data_budget"
+    #: Deferred or skipped without a reason the server knows (the probe's models require one).
+    DEFERRED = "deferred"
+    SKIPPED = "skipped"
     CLOCK_NOT_SYNCED = "clock_not_synced"
     CPU_LIMITED = "cpu_limited"
     HOST_LIMITED = "host_limited"
@@ -106,6 +132,11 @@ class Sample:
     clock_synced: bool | None = None
     link_speed_mbps: float | None = None
     access: Access | None = None
+    #: Why a deferred or skipped test did not run (None for a test that ran).
+    skip_reason: SkipReason | None = None
+    #: What the probe saw of the household's traffic before the test; ``unknown`` when it cannot
+    #: see it (not inline): such a sample counts, and each verdict says how many there were.
+    cross_traffic: CrossTraffic | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +253,9 @@ class Verdict:
     counts: tuple[SampleCount, ...] = ()
     shares_pct: Mapping[str, float] = field(default_factory=dict)
     evidence: HandEntry | Survey | None = None
+    #: Of the samples the verdict rests on, how many came from a probe that could not see the
+    #: household's traffic (``cross_traffic: unknown``); None for verdicts not over samples.
+    cross_traffic_unknown: int | None = None
 
     @property
     def rule_id(self) -> str:
@@ -344,11 +378,49 @@ class Filtered:
     exclusions: dict[str, int]
 
 
+#: The exclusion of a result that did not run, by its status and skip reason (issue 16: the
+#: agent defers a test on a busy line or CPU and skips one past the data budget).
+_NOT_RUN: Mapping[tuple[Status, SkipReason | None], Exclusion] = {
+    (Status.DEFERRED, SkipReason.CROSS_TRAFFIC): Exclusion.DEFERRED_CROSS_TRAFFIC,
+    (Status.DEFERRED, SkipReason.CPU_BUSY): Exclusion.DEFERRED_CPU_BUSY,
+    (Status.SKIPPED, SkipReason.DATA_BUDGET): Exclusion.SKIPPED_DATA_BUDGET,
+}
+
+
+def status_exclusion(status: Status, skip_reason: SkipReason | None) -> Exclusion | None:
+    """Why a result of ``status`` is left out: failed, or not run (deferred or skipped, by
+    reason); None for ok."""
+    if status is Status.OK:
+        return None
+    if status is Status.FAILED:
+        return Exclusion.FAILED
+    fallback = Exclusion.DEFERRED if status is Status.DEFERRED else Exclusion.SKIPPED
+    return _NOT_RUN.get((status, skip_reason), fallback)
+
+
+def _status_steps(c: SampleColumns) -> list[tuple[Exclusion, Mask]]:
+    """``status_exclusion`` over columns: one mask per reason, each sample in at most one."""
+    steps: dict[Exclusion, Mask] = {}
+    not_ok = c.status != OK
+    if not not_ok.any():
+        return []
+    for code, status in enumerate(STATUSES):
+        of_status = c.status == code
+        if status is Status.OK or not of_status.any():
+            continue
+        for reason_code, reason in enumerate(SKIP_REASONS):
+            hit = of_status & (c.skip_reason == reason_code)
+            excl = status_exclusion(status, reason)
+            assert excl is not None
+            steps[excl] = steps[excl] | hit if excl in steps else hit
+    return list(steps.items())
+
+
 def _exclusion(sample: Sample, window: Period) -> Exclusion | None:
     if not window.contains(sample.measured_at):
         return Exclusion.OUTSIDE_WINDOW
-    if sample.status is not Status.OK:
-        return Exclusion.FAILED
+    if (not_run := status_exclusion(sample.status, sample.skip_reason)) is not None:
+        return not_run
     if sample.clock_synced is False:
         return Exclusion.CLOCK_NOT_SYNCED
     if sample.cpu_limited:
@@ -373,6 +445,8 @@ def valid_samples(
     host-limited (TCP_INFO rwnd+sndbuf limited > 10 % of the test; shared methodology adopt item
     2), and run alone (the target's slot coordinator saw no other test at the same time). ``keep``
     adds a rule's own reasons (missing value, other access, slow link), checked after these.
+    Per sample, for callers holding a few (the alerts); ``line_month_stats`` applies the same
+    filter to a month's columns.
     """
     valid: list[Sample] = []
     excluded: Counter[str] = Counter()
@@ -383,18 +457,6 @@ def valid_samples(
         else:
             excluded[reason.value] += 1
     return Filtered(tuple(valid), dict(sorted(excluded.items())))
-
-
-def _has_download(sample: Sample) -> Exclusion | None:
-    return None if sample.download_mbps is not None else Exclusion.NO_VALUE
-
-
-def _downloads(samples: Iterable[Sample]) -> list[float]:
-    return [s.download_mbps for s in samples if s.download_mbps is not None]
-
-
-def _uploads(samples: Iterable[Sample]) -> list[float]:
-    return [s.upload_mbps for s in samples if s.upload_mbps is not None]
 
 
 def _at_least(observed: float | None, required: float) -> bool | None:
@@ -443,12 +505,14 @@ class Figures:
 
 @dataclass(frozen=True, slots=True)
 class SampleSet:
-    """A set of samples: why the others were left out (reason → count, sorted), and its figures
-    per direction (a sample without a value in a direction is not among that direction's n)."""
+    """A set of samples: why the others were left out (reason → count, sorted), its figures per
+    direction (a sample without a value in a direction is not among that direction's n), and
+    how many of its samples say ``cross_traffic: unknown`` (counted, and shown)."""
 
     exclusions: Mapping[str, int]
     download: Figures
     upload: Figures
+    cross_traffic_unknown: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -456,9 +520,8 @@ class LineMonthStats:
     """What the bandwidth rules read of one line over one window (a month, or part of one).
 
     ``with_download`` counts valid samples with a download (sample sufficiency, and whether the
-    fixed-gigabit link check applies); ``max_link_mbps`` is the fastest port among them.
-    ``answered`` maps each access tag to the results in the window with status ok and a clock not
-    known unsynchronised (presence), ``total`` counts every result in the window."""
+    fixed-gigabit link check applies); ``max_link_mbps`` is the fastest port among them;
+    ``total`` counts every result in the window."""
 
     total: int
     valid: SampleSet
@@ -467,68 +530,129 @@ class LineMonthStats:
     capable: SampleSet
     peak: Figures
     access: SampleSet
-    answered: Mapping[str, int] = field(default_factory=dict)
 
 
-def figures(values: Sequence[float], floors: Iterable[float] = ()) -> Figures:
-    """n, mean, median, p5 and at-or-above counts of one direction's per-sample speeds."""
+def figures(values: Speeds, floors: Iterable[float] = ()) -> Figures:
+    """n, mean, median, p5 and at-or-above counts of one direction's per-sample speeds.
+
+    numpy sorts (stably, so equal values keep their order as ``sorted`` keeps it); the figures
+    themselves come from ``stats``' functions over the sorted list (sorting it again there is one
+    linear pass), so they are the very numbers ``stats.summarize`` gives."""
+    ordered = np.sort(values, kind="stable").tolist()
     return Figures(
-        n=len(values),
-        mean=mean(values),
-        median=median(values),
-        p5=percentile(values, 5),
-        at_least={floor: sum(v >= floor for v in values) for floor in sorted(set(floors))},
+        n=len(ordered),
+        mean=mean(ordered),
+        median=median(ordered),
+        p5=percentile(ordered, 5),
+        at_least={floor: int(np.count_nonzero(values >= floor)) for floor in sorted(set(floors))},
     )
 
 
-def _sample_set(filtered: Filtered, floors: Sequence[float]) -> SampleSet:
-    return SampleSet(
-        filtered.exclusions,
-        figures(_downloads(filtered.valid), floors),
-        figures(_uploads(filtered.valid), floors),
-    )
+def _exclude(
+    kept: Mask, steps: Iterable[tuple[Exclusion, Mask]], excluded: Mapping[str, int]
+) -> tuple[Mask, dict[str, int]]:
+    """Apply ``steps`` in order to the samples still ``kept``: each sample is counted under the
+    first reason whose mask holds it. Returns the samples left and every count, sorted."""
+    counts = dict(excluded)
+    for reason, hit in steps:
+        left = kept & ~hit
+        gone = int(np.count_nonzero(kept)) - int(np.count_nonzero(left))
+        if gone:
+            counts[reason.value] = counts.get(reason.value, 0) + gone
+        kept = left
+    return kept, dict(sorted(counts.items()))
 
 
-def _fast_link(sample: Sample) -> Exclusion | None:
-    if sample.link_speed_mbps is None:
-        return Exclusion.LINK_UNKNOWN
-    return Exclusion.LINK_BELOW_2500 if sample.link_speed_mbps < GIGABIT_LINK_MBPS else None
+def _general_steps(c: SampleColumns, window: Period) -> list[tuple[Exclusion, Mask]]:
+    """The general filter of ``valid_samples`` (same reasons, same order), over columns."""
+    return [
+        (Exclusion.OUTSIDE_WINDOW, ~c.inside(window.start, window.end)),
+        *_status_steps(c),
+        (Exclusion.CLOCK_NOT_SYNCED, c.clock_synced == FLAG[False]),
+        (Exclusion.CPU_LIMITED, c.cpu_limited == FLAG[True]),
+        (Exclusion.HOST_LIMITED, c.host_limited == FLAG[True]),
+        (Exclusion.NOT_ALONE, c.ran_alone == FLAG[False]),
+    ]
+
+
+def _peak_hours(at_us: Micros) -> Mask:
+    """Which of ``at_us`` (µs since the epoch) fall 19:00 ≤ Vietnam time < 23:00
+    (``stats.is_peak_hour``; Vietnam is a whole number of hours from UTC)."""
+    hour = (at_us // _HOUR_US + _VIETNAM_HOURS) % 24
+    return (hour >= PEAK_START_HOUR) & (hour < PEAK_END_HOUR)
+
+
+_HOUR_US = 3_600_000_000
+_VIETNAM_OFFSET = VIETNAM.utcoffset(None)
+assert _VIETNAM_OFFSET is not None and _VIETNAM_OFFSET % timedelta(hours=1) == timedelta(0)
+_VIETNAM_HOURS = _VIETNAM_OFFSET // timedelta(hours=1)
 
 
 def line_month_stats(
-    samples: Sequence[Sample],
+    columns: SampleColumns,
     window: Period,
     *,
     accesses: Iterable[Access | str],
     floors: Sequence[float] = (),
 ) -> LineMonthStats:
-    """What the bandwidth rules read of one line over ``window``, from its samples, in one place
-    whichever store they came from. ``accesses`` are the access tags the mobile rule counts,
-    ``floors`` the speeds whose at-or-above counts the rules read (``line_floors``)."""
-    wanted = frozenset(Access(a) for a in accesses)
-    general = valid_samples(samples, window)
-    with_download = valid_samples(samples, window, keep=_has_download)
-    capable = valid_samples(samples, window, keep=lambda s: _has_download(s) or _fast_link(s))
+    """What the bandwidth rules read of one line over ``window``, from its samples as columns
+    (``columns.columns_of`` turns samples into them), in one place whichever store they came
+    from. ``accesses`` are the access tags the mobile rule counts, ``floors`` the speeds whose
+    at-or-above counts the rules read (``line_floors``). Every set is filtered as
+    ``valid_samples`` filters (a sample counted once, under its first reason)."""
+    c = columns
+    wanted = np.zeros(len(ACCESSES), dtype=np.bool_)
+    wanted[[ACCESSES.index(Access(a)) for a in accesses]] = True
+    no_download, no_upload = np.isnan(c.download_mbps), np.isnan(c.upload_mbps)
+    # The sets often hold the same samples (every port at 2.5 Gb/s, one access): figures of a
+    # direction over the same samples are computed once.
+    known: dict[tuple[bool, bytes], Figures] = {}
 
-    def access_ok(sample: Sample) -> Exclusion | None:
-        if sample.access is not None and sample.access not in wanted:
-            return Exclusion.OTHER_ACCESS
-        return _has_download(sample)
+    def direction(down: bool, which: Mask) -> Figures:
+        key = (down, which.tobytes())
+        if key not in known:
+            known[key] = figures((c.download_mbps if down else c.upload_mbps)[which], floors)
+        return known[key]
 
-    links = [s.link_speed_mbps for s in with_download.valid if s.link_speed_mbps is not None]
-    answered: Counter[str] = Counter()
-    for s in samples:
-        if window.contains(s.measured_at) and s.status is Status.OK and s.clock_synced is not False:
-            answered["" if s.access is None else s.access.value] += 1
+    unknown = c.cross_traffic == CROSS_TRAFFIC_UNKNOWN
+
+    def sample_set(kept: Mask, exclusions: dict[str, int]) -> SampleSet:
+        return SampleSet(
+            exclusions,
+            direction(True, kept & ~no_download),
+            direction(False, kept & ~no_upload),
+            int(np.count_nonzero(kept & unknown)),
+        )
+
+    valid, general = _exclude(np.ones(len(c), dtype=np.bool_), _general_steps(c, window), {})
+    with_download = valid & ~no_download
+    capable, capable_excl = _exclude(
+        valid,
+        [
+            (Exclusion.NO_VALUE, no_download),
+            (Exclusion.LINK_UNKNOWN, np.isnan(c.link_speed_mbps)),
+            (Exclusion.LINK_BELOW_2500, c.link_speed_mbps < GIGABIT_LINK_MBPS),
+        ],
+        general,
+    )
+    of_access, access_excl = _exclude(
+        valid,
+        [
+            (Exclusion.OTHER_ACCESS, (c.access != 0) & ~wanted[c.access]),
+            (Exclusion.NO_VALUE, no_download),
+        ],
+        general,
+    )
+    links = c.link_speed_mbps[with_download & ~np.isnan(c.link_speed_mbps)]
+    peak = capable & _peak_hours(c.measured_at_us)
     return LineMonthStats(
-        total=sum(window.contains(s.measured_at) for s in samples),
-        valid=_sample_set(general, floors),
-        with_download=len(with_download.valid),
-        max_link_mbps=max(links) if links else None,
-        capable=_sample_set(capable, floors),
-        peak=figures(_downloads(s for s in capable.valid if is_peak_hour(s.measured_at)), floors),
-        access=_sample_set(valid_samples(samples, window, keep=access_ok), floors),
-        answered=dict(sorted(answered.items())),
+        total=int(np.count_nonzero(c.inside(window.start, window.end))),
+        valid=sample_set(valid, general),
+        with_download=int(np.count_nonzero(with_download)),
+        max_link_mbps=float(links.max()) if len(links) else None,
+        capable=sample_set(capable, capable_excl),
+        peak=direction(True, peak),
+        access=sample_set(of_access, access_excl),
     )
 
 
@@ -548,11 +672,14 @@ def line_floors(line: Line) -> tuple[frozenset[Access], tuple[float, ...]]:
     return frozenset({Access.NR}), (NR_FLOOR_MBPS,)
 
 
-def stats_for_line(samples: Sequence[Sample], line: Line, window: Period) -> LineMonthStats:
+def stats_for_line(
+    samples: Sequence[Sample] | SampleColumns, line: Line, window: Period
+) -> LineMonthStats:
     """``line_month_stats`` with the accesses and floors of the rules judged on ``line``: what
-    every ``*_stats`` rule of that line reads (the engine computes it once per line-month)."""
+    every ``*_stats`` rule of that line reads (the engine computes it once per line-month).
+    Samples are turned into columns first (``columns.as_columns``)."""
     accesses, floors = line_floors(line)
-    return line_month_stats(samples, window, accesses=accesses, floors=floors)
+    return line_month_stats(as_columns(samples), window, accesses=accesses, floors=floors)
 
 
 def _aggregate(fig: Figures) -> Aggregate:
@@ -637,6 +764,7 @@ def fixed_gigabit_stats(stats: LineMonthStats, line: Line, window: Period) -> Ve
         checks=checks,
         exclusions=stats.capable.exclusions,
         counts=_counts("download", down.n),
+        cross_traffic_unknown=stats.capable.cross_traffic_unknown,
     )
     if stats.with_download and not down.n:
         fastest = stats.max_link_mbps
@@ -705,6 +833,7 @@ def qcvn34_declared_stats(stats: LineMonthStats, line: Line, window: Period) -> 
         upload=up,
         checks=tuple(checks),
         exclusions=stats.valid.exclusions,
+        cross_traffic_unknown=stats.valid.cross_traffic_unknown,
         counts=(
             SampleCount("download", down.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
             SampleCount("upload", up.n, QCVN34_MIN_SAMPLES, _QCVN34_SOURCE),
@@ -732,8 +861,7 @@ def qcvn34_declared_stats(stats: LineMonthStats, line: Line, window: Period) -> 
 
 
 def _mobile_stats(samples: Sequence[Sample], window: Period, access: Access) -> LineMonthStats:
-    accesses, floors = line_floors(Line("", "", access))
-    return line_month_stats(samples, window, accesses=accesses, floors=floors)
+    return stats_for_line(samples, Line("", "", access), window)
 
 
 def mobile_4g(samples: Sequence[Sample], window: Period) -> Verdict:
@@ -772,6 +900,7 @@ def mobile_4g_stats(stats: LineMonthStats, window: Period) -> Verdict:
         checks=checks,
         exclusions=stats.access.exclusions,
         counts=_counts("download", down.n),
+        cross_traffic_unknown=stats.access.cross_traffic_unknown,
     )
     if down.n < VNNIC_MIN_SAMPLES:
         return record(*_too_few(down.n, VNNIC_MIN_SAMPLES))
@@ -828,6 +957,7 @@ def mobile_5g_stats(stats: LineMonthStats, window: Period) -> Verdict:
         upload=up,
         checks=checks,
         exclusions=stats.access.exclusions,
+        cross_traffic_unknown=stats.access.cross_traffic_unknown,
         counts=(
             SampleCount("download", down.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
             SampleCount("upload", up.n, VNNIC_MIN_SAMPLES, _VNNIC_SOURCE),
@@ -847,8 +977,61 @@ _PRESENCE: Mapping[str, tuple[Rule, frozenset[Access]]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """Results in a window as the presence rules count them: those left out before their access
+    is looked at, by reason (outside the window, failed, clock not synchronised), and the others
+    by access tag ("" where the result does not say). Lines add up (``+``)."""
+
+    excluded: Mapping[str, int] = field(default_factory=dict)
+    by_access: Mapping[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: Answered) -> Answered:
+        return Answered(
+            _added(self.excluded, other.excluded), _added(self.by_access, other.by_access)
+        )
+
+
+def _added(one: Mapping[str, int], two: Mapping[str, int]) -> dict[str, int]:
+    return dict(sorted((Counter(one) + Counter(two)).items()))
+
+
+def answered(columns: SampleColumns, window: Period, *, access: Access | None = None) -> Answered:
+    """``columns``' results in ``window`` counted for presence (``presence_answered``): status
+    ok and a clock not known to be wrong; limits on CPU or cross-traffic do not matter, the line
+    answered. ``access`` stands in for results that do not say theirs (the probe's line)."""
+    c = columns
+    kept, excluded = _exclude(
+        np.ones(len(c), dtype=np.bool_),
+        [
+            (Exclusion.OUTSIDE_WINDOW, ~c.inside(window.start, window.end)),
+            *_status_steps(c),
+            (Exclusion.CLOCK_NOT_SYNCED, c.clock_synced == FLAG[False]),
+        ],
+        {},
+    )
+    codes = np.bincount(c.access[kept].astype(np.intp), minlength=len(ACCESSES)).tolist()
+    by_access: Counter[str] = Counter()
+    for code, count in enumerate(codes):
+        tag = ACCESSES[code] or access
+        if count:
+            by_access["" if tag is None else tag.value] += count
+    return Answered(excluded, dict(sorted(by_access.items())))
+
+
 def presence(
     samples: Sequence[Sample],
+    service: Literal["fibre", "mobile", "5g"],
+    window: Period,
+    survey: Survey | None = None,
+) -> Verdict:
+    """``presence_answered`` over ``samples`` (a sample that does not say its access is of
+    another access)."""
+    return presence_answered(answered(columns_of(samples), window), service, window, survey)
+
+
+def presence_answered(
+    counted: Answered,
     service: Literal["fibre", "mobile", "5g"],
     window: Period,
     survey: Survey | None = None,
@@ -858,32 +1041,16 @@ def presence(
 
     Present when a probe of that access (any result kind) returned a valid result in the window:
     status ok and a clock not known to be wrong; limits on CPU or cross-traffic do not matter, the
-    line answered. Otherwise a hand-entered survey decides (who, when and document shown): present
-    is met, absent is a fail. With neither, ``insufficient_data``. A probe's result outranks a
-    survey, which may be older.
+    line answered (``answered`` counts them, over the hamlet's lines). Otherwise a hand-entered
+    survey decides (who, when and document shown): present is met, absent is a fail. With
+    neither, ``insufficient_data``. A probe's result outranks a survey, which may be older.
     """
     rule, accesses = _PRESENCE[service]
-
-    def evidence(sample: Sample) -> Exclusion | None:
-        if not window.contains(sample.measured_at):
-            return Exclusion.OUTSIDE_WINDOW
-        if sample.status is not Status.OK:
-            return Exclusion.FAILED
-        if sample.clock_synced is False:
-            return Exclusion.CLOCK_NOT_SYNCED
-        return None if sample.access in accesses else Exclusion.OTHER_ACCESS
-
-    counted: Counter[str] = Counter()
-    n = 0
-    for sample in samples:
-        reason = evidence(sample)
-        if reason is None:
-            n += 1
-        else:
-            counted[reason.value] += 1
-    record = _verdict_factory(
-        rule, window, n=n, exclusions=dict(sorted(counted.items())), evidence=survey
-    )
+    tags = {a.value for a in accesses}
+    n = sum(count for tag, count in counted.by_access.items() if tag in tags)
+    other = sum(count for tag, count in counted.by_access.items() if tag not in tags)
+    exclusions = _added(counted.excluded, {Exclusion.OTHER_ACCESS.value: other} if other else {})
+    record = _verdict_factory(rule, window, n=n, exclusions=exclusions, evidence=survey)
     if n:
         return record(
             VerdictKind.MET,

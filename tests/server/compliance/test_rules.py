@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from probes.models import Access, Status
+from probes.models import Access, CrossTraffic, SkipReason, Status
 from server.compliance.rules import (
     DeadlineStatus,
     Exclusion,
@@ -203,6 +203,69 @@ def test_every_exclusion_is_counted_by_reason() -> None:
     # None flags (an agent that does not report them) keep the sample.
     unflagged = [Sample(s.measured_at, s.download_mbps, link_speed_mbps=2500.0) for s in good]
     assert fixed_gigabit(unflagged, FIBRE, NOVEMBER).exclusions == {}
+
+
+def test_deferred_and_skipped_tests_are_their_own_exclusions_and_unknown_traffic_is_shown() -> None:
+    """Issue 16 item 1. By hand: 300 valid samples (240 off-peak at 960, 60 peak at 950), of
+    which 7 off-peak and 2 peak say cross_traffic unknown and 5 say quiet; left out: 2 deferred
+    on cross-traffic, 1 deferred on CPU, 3 skipped on the data budget, 1 failed, and one
+    CPU-limited sample whose traffic was unknown (left out, so not among the 9)."""
+    unknown, quiet = CrossTraffic.UNKNOWN, CrossTraffic.QUIET
+    good = (
+        series(7, 960.0, hour=8, link_speed_mbps=2500.0, cross_traffic=unknown)
+        + series(5, 960.0, hour=9, link_speed_mbps=2500.0, cross_traffic=quiet)
+        + series(228, 960.0, hour=10, link_speed_mbps=2500.0)
+        + series(2, 950.0, hour=20, link_speed_mbps=2500.0, cross_traffic=unknown)
+        + peak(58, 950.0)
+    )
+    when = at_vn(12, 9)
+
+    def not_run(status: Status, reason: SkipReason) -> Sample:
+        return Sample(when, status=status, skip_reason=reason, cross_traffic=CrossTraffic.BUSY)
+
+    bad = [
+        not_run(Status.DEFERRED, SkipReason.CROSS_TRAFFIC),
+        not_run(Status.DEFERRED, SkipReason.CROSS_TRAFFIC),
+        not_run(Status.DEFERRED, SkipReason.CPU_BUSY),
+        not_run(Status.SKIPPED, SkipReason.DATA_BUDGET),
+        not_run(Status.SKIPPED, SkipReason.DATA_BUDGET),
+        not_run(Status.SKIPPED, SkipReason.DATA_BUDGET),
+        Sample(when, 10.0, status=Status.FAILED, link_speed_mbps=2500.0),
+        Sample(when, 10.0, cpu_limited=True, link_speed_mbps=2500.0, cross_traffic=unknown),
+    ]
+    expected_exclusions = {
+        "cpu_limited": 1,
+        "deferred_cpu_busy": 1,
+        "deferred_cross_traffic": 2,
+        "skipped_data_budget": 3,
+        "status_failed": 1,
+    }
+    verdict = fixed_gigabit(good + bad, FIBRE, NOVEMBER)
+    assert verdict.verdict is VerdictKind.MET and verdict.n == 300
+    assert verdict.exclusions == expected_exclusions
+    assert verdict.cross_traffic_unknown == 9
+    # The figures are those of the 300 valid samples alone: (240·960 + 60·950) / 300 = 958.
+    assert verdict.download is not None and verdict.download.mean == pytest.approx(958.0)
+    # QCVN 34 reads the valid set: the same reasons (no link reasons there), the same 9.
+    declared = Line("thon-dong-tam", "VNPT", Access.FIBER, 1000.0, 500.0)
+    pd = qcvn34_declared(good + bad, declared, NOVEMBER)
+    assert pd.exclusions == expected_exclusions and pd.cross_traffic_unknown == 9
+    # A mobile line: other accesses are left out first by the general filter, then by access.
+    lte = [Sample(s.measured_at, 45.0, cross_traffic=s.cross_traffic) for s in good] + bad
+    assert mobile_4g(lte, NOVEMBER).cross_traffic_unknown == 9
+    assert mobile_4g(lte, NOVEMBER).exclusions == expected_exclusions
+    # Presence: a deferred or skipped result is not a line that answered.
+    fibre = [
+        Sample(when, status=s.status, skip_reason=s.skip_reason, access=Access.FIBER) for s in bad
+    ]
+    assert presence(fibre, "fibre", NOVEMBER).exclusions == {
+        "deferred_cpu_busy": 1,
+        "deferred_cross_traffic": 2,
+        "skipped_data_budget": 3,
+        "status_failed": 1,
+    }
+    # A verdict not over samples says nothing of it.
+    assert ipv6_usage(NOVEMBER).cross_traffic_unknown is None
 
 
 def test_an_empty_month_is_insufficient_data() -> None:

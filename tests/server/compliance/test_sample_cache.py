@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from probes.models import Access, Kind, Status
+from probes.models import Access, CrossTraffic, Kind, SkipReason, Status
 from server.compliance import cached_samples, rules
 from server.compliance.engine import (
     CommuneInfo,
@@ -31,13 +30,13 @@ from server.compliance.engine import (
     ProbeLine,
     compute,
 )
+from server.compliance.page import render_page
 from server.compliance.plan import Plan, load_plan
 from server.compliance.report_json import report_to_json
 from server.compliance.samples import PACK_VERSION, pack_samples, unpack_samples
 from server.compliance.stats import VIETNAM, Period, parse_period
-from server.storage import InfluxStore, ProbeIdentity, ResultStore, SqliteStore, StoredResult
+from server.storage import ProbeIdentity, ResultStore, StoredResult
 from server.storage.month_cache import MonthCache, Packed
-from tests.influxd import Influxd
 from tests.server.storage.examples import make, make_bare
 
 PLAN_FILE = Path(__file__).parents[3] / "config" / "plan.yaml"
@@ -108,6 +107,24 @@ def seeded() -> list[StoredResult]:
             Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(10, 20, 5), status="failed",
             failure_kind="timeout", error="timed out", engine="http", target="http://t/",
         ),
+        # Tests not run (issue 16): deferred on cross-traffic or CPU, skipped on the budget;
+        # and valid samples whose probe could not see the household's traffic.
+        make_bare(
+            Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(10, 20, 11), status="deferred",
+            skip_reason="cross_traffic", engine="http", cross_traffic="busy",
+            cross_traffic_bytes_per_s=90000.0, cross_traffic_threshold_bytes_per_s=25000.0,
+        ),
+        make_bare(
+            Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(10, 20, 12), status="deferred",
+            skip_reason="cpu_busy", engine="http", pretest_cpu_percent=80.0,
+        ),
+        make_bare(
+            Kind.BANDWIDTH, identity=LTE, measured_at=vn(10, 20, 13), status="skipped",
+            skip_reason="data_budget", engine="http",
+        ),
+        bandwidth(FIBRE, vn(10, 20, 14), download_mbps=951.0, cross_traffic="unknown"),
+        bandwidth(FIBRE, vn(10, 20, 15), download_mbps=952.0, cross_traffic="quiet"),
+        bandwidth(LTE, vn(10, 20, 16), download_mbps=42.0, cross_traffic="unknown"),
         # Flags the result does not carry: kept, never excluded on a guess.
         make_bare(
             Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(10, 20, 6), engine="http",
@@ -146,6 +163,8 @@ def sample_of(item: StoredResult) -> rules.Sample:
         r.clock_synced,
         getattr(r, "link_speed_mbps", None),
         Access(item.identity.access),
+        r.skip_reason and SkipReason(r.skip_reason),
+        getattr(r, "cross_traffic", None) and CrossTraffic(r.cross_traffic),
     )
 
 
@@ -161,23 +180,6 @@ PROBES = [ProbeLine(pid, line, last_seen_at=NOW) for pid, line in LINES.items()]
 @pytest.fixture(scope="module")
 def plan() -> Plan:
     return load_plan(PLAN_FILE)
-
-
-@pytest.fixture(params=["sqlite", "influxdb"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ResultStore]:
-    if request.param == "sqlite":
-        backend: ResultStore = SqliteStore(tmp_path / "results.sqlite3")
-    else:
-        influxd: Influxd = request.getfixturevalue("influxd")
-        backend = InfluxStore(
-            influxd.url,
-            influxd.new_database_name(),
-            timeout_s=10,
-            ledger_path=tmp_path / "influx-ledger.sqlite3",
-        )
-    await backend.start()
-    yield backend
-    await backend.close()
 
 
 def plain(items: list[StoredResult], period: Period) -> dict[str, list[rules.Sample]]:
@@ -307,6 +309,8 @@ _samples = st.builds(
     clock_synced=_flags,
     link_speed_mbps=_speeds,
     access=st.none() | st.sampled_from(list(Access)),
+    skip_reason=st.none() | st.sampled_from(list(SkipReason)),
+    cross_traffic=st.none() | st.sampled_from(list(CrossTraffic)),
 )
 
 
@@ -321,3 +325,61 @@ def test_packed_samples_of_the_wrong_length_are_refused() -> None:
         unpack_samples(packed[:-1])
     with pytest.raises(ValueError, match="more than"):
         unpack_samples(packed + b"x")
+
+
+async def test_not_run_tests_and_unknown_traffic_reach_the_report_and_page(
+    store: ResultStore, plan: Plan, tmp_path: Path
+) -> None:
+    """Issue 16 item 1, through each adapter and the cache, by hand: the fibre line has 4 valid
+    samples (2 with cross_traffic unknown, 1 quiet, 1 that does not say), 2 deferred on
+    cross-traffic, 1 deferred on CPU, 1 skipped on the data budget and 1 failed."""
+    items = [
+        bandwidth(FIBRE, vn(3, 20), download_mbps=900.0, cross_traffic="unknown"),
+        bandwidth(FIBRE, vn(3, 21), download_mbps=910.0, cross_traffic="unknown"),
+        bandwidth(FIBRE, vn(3, 22), download_mbps=920.0, cross_traffic="quiet"),
+        bandwidth(FIBRE, vn(4, 8), download_mbps=930.0),
+        *(
+            make_bare(
+                Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(5, 8, i), status=status,
+                skip_reason=reason, engine="http",
+            )
+            for i, (status, reason) in enumerate(
+                [
+                    ("deferred", "cross_traffic"),
+                    ("deferred", "cross_traffic"),
+                    ("deferred", "cpu_busy"),
+                    ("skipped", "data_budget"),
+                ]
+            )
+        ),
+        make_bare(
+            Kind.BANDWIDTH, identity=FIBRE, measured_at=vn(5, 9), status="failed",
+            failure_kind="timeout", error="timed out", engine="http",
+        ),
+    ]  # fmt: skip
+    await store.write(items)
+    async with MonthCache(tmp_path / "cache.sqlite3") as cache:
+        for _ in ("cold", "warm"):
+            found = await cached_samples.bandwidth_samples(store, cache, MONTH, list(LINES))
+            made = compute(plan, [COMMUNE], HAMLETS, PROBES, Evidence(bandwidth=found), MONTH, NOW)
+            data = report_to_json(made)
+            (hamlet,) = [h for h in data["communes"][0]["hamlets"] if h["code"] == "thon-a"]
+            (line,) = [x for x in hamlet["lines"] if x["probe_id"] == FIBRE.probe_id]
+            months = {r["rule_id"]: r["months"][0] for r in line["rules"]}
+            for rule_id in ("fixed-gigabit", "qcvn34-declared-speed"):
+                month = months[rule_id]
+                assert month["n"] == 4, rule_id
+                assert month["exclusions"] == {
+                    "deferred_cpu_busy": 1,
+                    "deferred_cross_traffic": 2,
+                    "skipped_data_budget": 1,
+                    "status_failed": 1,
+                }, rule_id
+                unknown = month["cross_traffic_unknown"]
+                assert unknown["value"] == 2 and unknown["n"] == 4, rule_id
+                assert unknown["aggregation"] == "count_cross_traffic_unknown"
+            html = render_page(data)
+            assert "Mẫu không rõ lưu lượng của hộ" in html
+            assert "hoãn: đường dây nhà đang dùng: 2" in html
+            assert "bỏ qua: hết hạn mức dữ liệu: 1" in html
+            assert 'data-field="cross_traffic_unknown">2</td>' in html
