@@ -248,14 +248,15 @@ class Agent:
             self._running.add(task)
         try:
             anchor, results = await self._measure(kind)
-            if self._maybe_held and not clock.should_hold(anchor, self.config.clock.max_hold_s):
-                await self._release_held(anchor)  # first, so the spool stays in measuring order
-            for result in results:
-                kept = await self._keep(result, anchor)
-                if not kept and kind is Kind.HEARTBEAT:
-                    # The spool cannot take it (full disk): send the heartbeat straight away, so
-                    # the office learns why this probe has gone quiet.
-                    await self.uploader.send_heartbeat(sign(result, self.key))
+            # Once measured, the results are kept even if shutdown cancels this test: the spool
+            # commits in a worker thread a cancel cannot stop, so a cancelled wait would leave a
+            # result spooled (and delivered) that the counters never saw.
+            keeping = asyncio.ensure_future(self._keep_all(kind, anchor, results))
+            try:
+                await asyncio.shield(keeping)
+            except asyncio.CancelledError:
+                await keeping
+                raise
             self.state.tests_run += 1
             self.state.last_run_at[kind.value] = datetime.now(UTC).isoformat()
             self._wakeup.set()
@@ -263,13 +264,23 @@ class Agent:
         except Exception as exc:  # APScheduler would log it and run the job again: count it too
             self._record_crash(f"test.{kind.value}", exc)
         except asyncio.CancelledError:
-            # Abandoned at shutdown (``run`` cancels running tests on SIGTERM): nothing was
-            # spooled for it, and it is no crash. Ending here keeps APScheduler from logging the
-            # cancellation as a job failure with a traceback.
+            # Abandoned at shutdown (``run`` cancels running tests on SIGTERM): what it had
+            # measured is kept (above), and it is no crash. Ending here keeps APScheduler from
+            # logging the cancellation as a job failure with a traceback.
             log.info("%s test abandoned at shutdown", kind.value)
         finally:
             if task is not None:
                 self._running.discard(task)
+
+    async def _keep_all(self, kind: Kind, anchor: clock.Anchor, results: list[ResultBase]) -> None:
+        if self._maybe_held and not clock.should_hold(anchor, self.config.clock.max_hold_s):
+            await self._release_held(anchor)  # first, so the spool stays in measuring order
+        for result in results:
+            kept = await self._keep(result, anchor)
+            if not kept and kind is Kind.HEARTBEAT:
+                # The spool cannot take it (full disk): send the heartbeat straight away, so
+                # the office learns why this probe has gone quiet.
+                await self.uploader.send_heartbeat(sign(result, self.key))
 
     async def _measure(self, kind: Kind) -> tuple[clock.Anchor, list[ResultBase]]:
         schedule = self.config.schedules[kind]

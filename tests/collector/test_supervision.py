@@ -4,6 +4,8 @@ end the upload task while tests go on filling the spool."""
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from collector.spool import AsyncSpool
+from probes.models import ResultBase
 from tests.collector.inprocess import (
     IngestStandIn,
     make_agent,
@@ -107,3 +110,53 @@ async def test_an_unforeseen_exception_restarts_the_upload_task_and_is_counted(
     assert any(
         "InjectedFault" in (r.get("last_errors") or {}).get("task.upload", "") for r in heartbeats
     )
+
+
+class SlowAddSpool(AsyncSpool):
+    """The real spool, whose commit of the ``nth`` result takes ``delay_s`` in its worker thread:
+    long enough for a SIGTERM to arrive while the result is being committed."""
+
+    def __init__(self, path: Path, nth: int, delay_s: float) -> None:
+        super().__init__(path)
+        self.nth, self.delay_s = nth, delay_s
+        self.adds = 0
+        self.committing = threading.Event()
+
+    async def add(self, result: ResultBase, *, now: datetime | None = None) -> bool:
+        self.adds += 1
+        if self.adds != self.nth:
+            return await super().add(result, now=now)
+
+        def slow_add() -> bool:
+            self.committing.set()
+            time.sleep(self.delay_s)
+            return self.spool.add(result, now=now)
+
+        return await self._run(slow_add)
+
+
+async def test_a_result_being_spooled_at_shutdown_is_counted_and_delivered(
+    tmp_path: Path, aiohttp_server: Server
+) -> None:
+    """Stopping while a test's result is being committed to the spool (a worker thread the
+    cancel cannot stop) must not leave a result delivered that the agent never counted: every
+    result the server received is one the status reports as kept."""
+    ingest = IngestStandIn()
+    server = await aiohttp_server(ingest.app())
+    config = probe_config(tmp_path / "state")
+    spool = SlowAddSpool(config.state_dir / "spool.sqlite3", nth=3, delay_s=0.5)
+    await spool.open()
+    stop = asyncio.Event()
+    try:
+        async with aiohttp.ClientSession() as http:
+            agent = make_agent(config, str(server.make_url("")), spool, http)
+            running = asyncio.create_task(agent.run(stop))
+            await wait_for(spool.committing.is_set, 20, "the third result being committed")
+            stop.set()
+            await running
+        stats = await spool.stats()
+    finally:
+        await spool.close()
+    assert spool.adds >= 3
+    assert len(ingest.received) + stats.depth == agent.state.results_kept
+    assert read_status(config)["results_kept"] == agent.state.results_kept
