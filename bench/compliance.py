@@ -141,9 +141,11 @@ async def compliance(
 ) -> dict[str, rules.VerdictKind]:
     """The fixed-gigabit verdict of every probe line over the month (QCVN 34 judged too)."""
     found = await cached_samples.bandwidth_columns(store, cache, month, list(probe_lines))
+    batch = [rules.line_columns(found.get(p, ()), line) for p, line in probe_lines.items()]
     verdicts = {}
-    for probe_id, line in probe_lines.items():
-        stats = rules.stats_for_line(found.get(probe_id, ()), line, month)
+    for (probe_id, line), stats in zip(
+        probe_lines.items(), rules.lines_month_stats(batch, month), strict=True
+    ):
         rules.qcvn34_declared_stats(stats, line, month)
         verdicts[probe_id] = rules.fixed_gigabit_stats(stats, line, month).verdict
     return verdicts
@@ -283,7 +285,9 @@ async def bench(args: argparse.Namespace, influxd: Influxd, workdir: Path) -> No
             print(f"  components (month {month.label}):")
 
             async def count(s: ResultStore = store) -> object:
-                return await s.count_by_probe(Kind.BANDWIDTH, month.start, month.end)
+                return await s.count_by_probe(
+                    Kind.BANDWIDTH, month.start, month.end, probes=list(probe_lines)
+                )
 
             took, _ = await best_of(args.rounds, count)
             _row("  count per probe (the cache check)", took, ref_s)

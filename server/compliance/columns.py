@@ -134,7 +134,10 @@ class SampleColumns:
         return (at >= micros(start)) & (at < micros(end))
 
     def between(self, start: datetime, end: datetime) -> SampleColumns:
-        return self.take(self.inside(start, end))
+        """The samples with ``start <= measured_at < end``: these columns themselves when every
+        sample is (columns are never changed in place), else a copy."""
+        which = self.inside(start, end)
+        return self if which.all() else self.take(which)
 
     @staticmethod
     def concatenate(parts: Sequence[SampleColumns]) -> SampleColumns:

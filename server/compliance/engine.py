@@ -306,22 +306,39 @@ def _is_silent(probe: ProbeLine, now: datetime) -> bool:
     return probe.last_seen_at is None or now - probe.last_seen_at > SILENT_AFTER
 
 
-def _line_report(
-    probe: ProbeLine, columns: SampleColumns, period: Period, now: datetime
-) -> LineReport:
-    def of_month(month: Period) -> SampleColumns:
-        return columns.between(month.start, month.end)
+def _month_stats(
+    probes: Sequence[ProbeLine], columns: Mapping[str, SampleColumns], windows: Sequence[Period]
+) -> dict[tuple[str, datetime], rules.LineMonthStats]:
+    """What the rules read of each line in each window (the period's months, clipped to it:
+    a month's samples outside its window count as outside), keyed by probe and window start;
+    every line of a window in one call (``rules.lines_month_stats``)."""
+    found = {}
+    for window in windows:
+        month = month_of(window.start)
+        batch = [
+            rules.line_columns(columns[p.probe_id].between(month.start, month.end), p.line)
+            for p in probes
+        ]
+        for probe, stats in zip(probes, rules.lines_month_stats(batch, window), strict=True):
+            found[probe.probe_id, window.start] = stats
+    return found
 
-    # One computation over each month's samples serves every rule of the line
-    # (rules.stats_for_line); a month clipped by the period counts the rest as outside it.
-    windows = {m.start: m for m in _months(period, now)}
-    stats = {
-        at: rules.stats_for_line(of_month(month_of(at)), probe.line, m) for at, m in windows.items()
-    }
+
+def _line_report(
+    probe: ProbeLine,
+    columns: SampleColumns,
+    stats: Mapping[tuple[str, datetime], rules.LineMonthStats],
+    windows: Sequence[Period],
+    period: Period,
+    now: datetime,
+) -> LineReport:
+    """A line's verdicts over ``windows`` (``_months``) from their ``stats``
+    (``_month_stats``), and its sample sufficiency per month."""
+    mine = {m.start: (m, stats[probe.probe_id, m.start]) for m in windows}
     line_rules = []
     for rule_id in _MONTH_RULES.get(probe.line.access, ()):
         judge = _month_rule(rule_id)
-        verdicts = tuple(judge(stats[at], probe.line, m) for at, m in windows.items())
+        verdicts = tuple(judge(s, probe.line, m) for m, s in mine.values())
         line_rules.append(
             LineRule(rule_id, combine_months([v.verdict for v in verdicts]), verdicts)
         )
@@ -329,13 +346,10 @@ def _line_report(
     for m in period.months():
         if m.start >= now:
             continue
-        whole = windows.get(m.start) == m  # the period covers the month: its figures serve
-        count = (
-            stats[m.start].with_download
-            if whole
-            else rules.stats_for_line(of_month(m), probe.line, m).with_download
-        )
-        sufficiency.append(rules.sufficiency(count, month_of(m.start), now))
+        window, month_stats = mine.get(m.start, (None, None))
+        if window != m or month_stats is None:  # the period clips the month: count all of it
+            month_stats = rules.stats_for_line(columns.between(m.start, m.end), probe.line, m)
+        sufficiency.append(rules.sufficiency(month_stats.with_download, month_of(m.start), now))
     return LineReport(probe, tuple(line_rules), tuple(sufficiency), _is_silent(probe, now))
 
 
@@ -375,21 +389,26 @@ def _latest_survey(
 
 
 def _answered(
-    probe: ProbeLine, bandwidth: SampleColumns, evidence: Evidence, period: Period
-) -> rules.Answered:
-    """What a line's results of every kind count for presence; a result that does not say its
-    access is of the line's."""
-    access = probe.line.access
-    ipv6 = [
-        Sample(v.measured_at, status=v.status, clock_synced=v.clock_synced)
-        for v in evidence.ipv6.get(probe.probe_id, ())
-    ]
-    other = evidence.other.get(probe.probe_id, ())
-    return (
-        rules.answered(bandwidth, period, access=access)
-        + rules.answered(columns_of(other), period, access=access)
-        + rules.answered(columns_of(ipv6), period, access=access)
-    )
+    probes: Sequence[ProbeLine],
+    columns: Mapping[str, SampleColumns],
+    evidence: Evidence,
+    period: Period,
+) -> dict[str, rules.Answered]:
+    """What each line's results of every kind count for presence; a result that does not say
+    its access is of the line's. Bandwidth results of all lines in one call."""
+    counted = rules.answered_lines([(columns[p.probe_id], p.line.access) for p in probes], period)
+    found = {}
+    for probe, bandwidth in zip(probes, counted, strict=True):
+        ipv6 = [
+            Sample(v.measured_at, status=v.status, clock_synced=v.clock_synced)
+            for v in evidence.ipv6.get(probe.probe_id, ())
+        ]
+        other = evidence.other.get(probe.probe_id, ())
+        for more in (other, ipv6):
+            if more:  # most lines have results of one kind: nothing to add
+                bandwidth += rules.answered(columns_of(more), period, access=probe.line.access)
+        found[probe.probe_id] = bandwidth
+    return found
 
 
 def _hamlet_indicator(
@@ -421,7 +440,7 @@ def _hamlet_indicator(
         return made(rules.hamlet_verdict(kinds), lines=tuple(pid for pid, _ in per_line))
     if rule_id in _PRESENCE_SERVICE:
         service = _PRESENCE_SERVICE[rule_id]
-        heard = sum((answered[r.probe.probe_id] for r in lines), rules.Answered())
+        heard = rules.Answered.total(answered[r.probe.probe_id] for r in lines)
         survey = _latest_survey(surveys, hamlet.code, service, period)
         detail = rules.presence_answered(heard, service, period, survey)
         return made(detail.verdict, verdicts=(detail,))
@@ -508,6 +527,7 @@ def compute(
     commune's roll-up. ``hamlet`` narrows the roll-up to that hamlet; ``isp`` to that ISP's
     lines. Unknown filters raise ``UnknownFilter``."""
     check_filters(communes, hamlets, probes, commune=commune, hamlet=hamlet, isp=isp)
+    windows = _months(period, now)
     reports = []
     for c in communes:
         if commune is not None and c.code != commune:
@@ -517,15 +537,16 @@ def compute(
             continue
         hamlet_reports = []
         silent: list[SilentProbe] = []
+        codes = {h.code for h in mine}
+        in_scope = [p for p in probes if p.line.hamlet in codes and isp in (None, p.line.isp)]
+        columns = {p.probe_id: as_columns(evidence.bandwidth.get(p.probe_id, ())) for p in in_scope}
+        stats = _month_stats(in_scope, columns, windows)
+        answered = _answered(in_scope, columns, evidence, period)
         for h in mine:
-            served = [p for p in probes if p.line.hamlet == h.code and isp in (None, p.line.isp)]
-            columns = {
-                p.probe_id: as_columns(evidence.bandwidth.get(p.probe_id, ())) for p in served
-            }
-            lines = [_line_report(p, columns[p.probe_id], period, now) for p in served]
-            answered = {
-                p.probe_id: _answered(p, columns[p.probe_id], evidence, period) for p in served
-            }
+            served = [p for p in in_scope if p.line.hamlet == h.code]
+            lines = [
+                _line_report(p, columns[p.probe_id], stats, windows, period, now) for p in served
+            ]
             silent.extend(
                 SilentProbe(r.probe.probe_id, h.code, r.probe.line.isp, r.probe.last_seen_at)
                 for r in lines

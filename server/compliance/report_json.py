@@ -9,6 +9,7 @@ docs/methodology.md §4), ``window`` (the Vietnam-time period it covers), ``rule
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,15 +99,22 @@ def _time(at: datetime | None) -> str | None:
 
 
 def window_json(window: Period) -> dict[str, Any]:
-    return {
-        "label": window.label,
-        "kind": window.kind,
-        "start": window.start.isoformat(),
-        "end": window.end.isoformat(),
-        "start_local": vietnam_time(window.start).isoformat(),
-        "end_local": vietnam_time(window.end).isoformat(),
-        "timezone": TIMEZONE,
-    }
+    """The window of a figure; every figure of a report names one of a few windows, each made
+    into text once (``_window_items``) and copied here."""
+    return dict(_window_items(window))
+
+
+@functools.lru_cache(maxsize=256)
+def _window_items(window: Period) -> tuple[tuple[str, str], ...]:
+    return (
+        ("label", window.label),
+        ("kind", window.kind),
+        ("start", window.start.isoformat()),
+        ("end", window.end.isoformat()),
+        ("start_local", vietnam_time(window.start).isoformat()),
+        ("end_local", vietnam_time(window.end).isoformat()),
+        ("timezone", TIMEZONE),
+    )
 
 
 def figure(

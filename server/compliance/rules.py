@@ -7,6 +7,8 @@ passes the window and, where time matters, ``now``. docs/methodology.md states e
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,6 +18,7 @@ from enum import StrEnum
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 from probes.models import Access, CrossTraffic, SkipReason, Status
 from server.compliance.columns import (
@@ -399,21 +402,20 @@ def status_exclusion(status: Status, skip_reason: SkipReason | None) -> Exclusio
 
 
 def _status_steps(c: SampleColumns) -> list[tuple[Exclusion, Mask]]:
-    """``status_exclusion`` over columns: one mask per reason, each sample in at most one."""
-    steps: dict[Exclusion, Mask] = {}
+    """``status_exclusion`` over columns: one mask per reason, each sample in at most one. Only
+    the (status, skip reason) pairs the columns hold are looked at."""
     not_ok = c.status != OK
     if not not_ok.any():
         return []
-    for code, status in enumerate(STATUSES):
-        of_status = c.status == code
-        if status is Status.OK or not of_status.any():
-            continue
-        for reason_code, reason in enumerate(SKIP_REASONS):
-            hit = of_status & (c.skip_reason == reason_code)
-            excl = status_exclusion(status, reason)
-            assert excl is not None
-            steps[excl] = steps[excl] | hit if excl in steps else hit
-    return list(steps.items())
+    pair = c.status.astype(np.int16) * len(SKIP_REASONS) + c.skip_reason
+    steps: dict[Exclusion, Mask] = {}
+    for code in np.unique(pair[not_ok]).tolist():
+        status, reason = divmod(code, len(SKIP_REASONS))
+        excl = status_exclusion(STATUSES[status], SKIP_REASONS[reason])
+        assert excl is not None
+        hit = pair == code
+        steps[excl] = steps[excl] | hit if excl in steps else hit
+    return list(steps.items())  # disjoint masks: their order changes no count
 
 
 def _exclusion(sample: Sample, window: Period) -> Exclusion | None:
@@ -536,15 +538,21 @@ def figures(values: Speeds, floors: Iterable[float] = ()) -> Figures:
     """n, mean, median, p5 and at-or-above counts of one direction's per-sample speeds.
 
     numpy sorts (stably, so equal values keep their order as ``sorted`` keeps it); the figures
-    themselves come from ``stats``' functions over the sorted list (sorting it again there is one
-    linear pass), so they are the very numbers ``stats.summarize`` gives."""
-    ordered = np.sort(values, kind="stable").tolist()
+    themselves come from ``stats``' functions over the sorted list (``_sorted_figures``)."""
+    return _sorted_figures(np.sort(values, kind="stable").tolist(), floors)
+
+
+def _sorted_figures(ordered: list[float], floors: Iterable[float]) -> Figures:
+    """``figures`` of values already sorted: ``stats``' functions over them (sorting them again
+    there is one linear pass), so they are the very numbers ``stats.summarize`` gives; a count at
+    or above a floor is where the floor would go in the sorted list."""
+    n = len(ordered)
     return Figures(
-        n=len(ordered),
+        n=n,
         mean=mean(ordered),
         median=median(ordered),
         p5=percentile(ordered, 5),
-        at_least={floor: int(np.count_nonzero(values >= floor)) for floor in sorted(set(floors))},
+        at_least={floor: n - bisect.bisect_left(ordered, floor) for floor in sorted(set(floors))},
     )
 
 
@@ -553,20 +561,35 @@ def _exclude(
 ) -> tuple[Mask, dict[str, int]]:
     """Apply ``steps`` in order to the samples still ``kept``: each sample is counted under the
     first reason whose mask holds it. Returns the samples left and every count, sorted."""
-    counts = dict(excluded)
+    kept, (counts,) = _exclude_lines(kept, steps, [excluded], np.zeros(len(kept), np.intp))
+    return kept, counts
+
+
+def _exclude_lines(
+    kept: Mask,
+    steps: Iterable[tuple[Exclusion, Mask]],
+    excluded: Sequence[Mapping[str, int]],
+    owner: npt.NDArray[np.intp],
+) -> tuple[Mask, list[dict[str, int]]]:
+    """``_exclude`` over the samples of several lines (``owner``: each sample's line, an index
+    into ``excluded``, the counts each line starts from): counts per line."""
+    counts = [dict(e) for e in excluded]
     for reason, hit in steps:
-        left = kept & ~hit
-        gone = int(np.count_nonzero(kept)) - int(np.count_nonzero(left))
-        if gone:
-            counts[reason.value] = counts.get(reason.value, 0) + gone
-        kept = left
-    return kept, dict(sorted(counts.items()))
+        gone = kept & hit
+        if gone.any():
+            per_line = np.bincount(owner[gone], minlength=len(counts))
+            for line in np.flatnonzero(per_line).tolist():
+                mine = counts[line]
+                mine[reason.value] = mine.get(reason.value, 0) + int(per_line[line])
+        kept = kept & ~hit
+    return kept, [dict(sorted(c.items())) for c in counts]
 
 
-def _general_steps(c: SampleColumns, window: Period) -> list[tuple[Exclusion, Mask]]:
-    """The general filter of ``valid_samples`` (same reasons, same order), over columns."""
+def _general_steps(c: SampleColumns, inside: Mask) -> list[tuple[Exclusion, Mask]]:
+    """The general filter of ``valid_samples`` (same reasons, same order), over columns;
+    ``inside`` says which samples are in the window."""
     return [
-        (Exclusion.OUTSIDE_WINDOW, ~c.inside(window.start, window.end)),
+        (Exclusion.OUTSIDE_WINDOW, ~inside),
         *_status_steps(c),
         (Exclusion.CLOCK_NOT_SYNCED, c.clock_synced == FLAG[False]),
         (Exclusion.CPU_LIMITED, c.cpu_limited == FLAG[True]),
@@ -588,6 +611,16 @@ assert _VIETNAM_OFFSET is not None and _VIETNAM_OFFSET % timedelta(hours=1) == t
 _VIETNAM_HOURS = _VIETNAM_OFFSET // timedelta(hours=1)
 
 
+@dataclass(frozen=True, slots=True)
+class LineColumns:
+    """One line's samples for ``lines_month_stats``: its columns, the access tags its mobile rule
+    counts and the speeds whose at-or-above counts its rules read (``line_floors``)."""
+
+    columns: SampleColumns
+    accesses: frozenset[Access]
+    floors: tuple[float, ...] = ()
+
+
 def line_month_stats(
     columns: SampleColumns,
     window: Period,
@@ -597,36 +630,61 @@ def line_month_stats(
 ) -> LineMonthStats:
     """What the bandwidth rules read of one line over ``window``, from its samples as columns
     (``columns.columns_of`` turns samples into them), in one place whichever store they came
-    from. ``accesses`` are the access tags the mobile rule counts, ``floors`` the speeds whose
-    at-or-above counts the rules read (``line_floors``). Every set is filtered as
-    ``valid_samples`` filters (a sample counted once, under its first reason)."""
-    c = columns
-    wanted = np.zeros(len(ACCESSES), dtype=np.bool_)
-    wanted[[ACCESSES.index(Access(a)) for a in accesses]] = True
-    no_download, no_upload = np.isnan(c.download_mbps), np.isnan(c.upload_mbps)
-    # The sets often hold the same samples (every port at 2.5 Gb/s, one access): figures of a
-    # direction over the same samples are computed once.
-    known: dict[tuple[bool, bytes], Figures] = {}
+    from: ``lines_month_stats`` of this line alone."""
+    line = LineColumns(columns, frozenset(Access(a) for a in accesses), tuple(floors))
+    (stats,) = lines_month_stats([line], window)
+    return stats
 
-    def direction(down: bool, which: Mask) -> Figures:
-        key = (down, which.tobytes())
-        if key not in known:
-            known[key] = figures((c.download_mbps if down else c.upload_mbps)[which], floors)
-        return known[key]
+
+def lines_month_stats(lines: Sequence[LineColumns], window: Period) -> list[LineMonthStats]:
+    """What the bandwidth rules read of each of ``lines`` over ``window``. Every set is filtered
+    as ``valid_samples`` filters (a sample counted once, under its first reason).
+
+    The lines' samples are read as one set of columns: each filter is one numpy operation over
+    all of them, counts per line are ``bincount``s by line, and each direction's speeds are
+    sorted once by (line, speed), so a set's figures for every line are slices of one sorted
+    list. A line's numbers do not depend on the other lines in the call (a test compares
+    them with the line alone)."""
+    if not lines:
+        return []
+    c = SampleColumns.concatenate([line.columns for line in lines])
+    sizes = [len(line.columns) for line in lines]
+    owner = np.repeat(np.arange(len(lines)), sizes)
+    wanted = np.zeros((len(lines), len(ACCESSES)), dtype=np.bool_)
+    for n, line in enumerate(lines):
+        wanted[n, [ACCESSES.index(a) for a in line.accesses]] = True
+    floors = [line.floors for line in lines]
+    no_download, no_upload = np.isnan(c.download_mbps), np.isnan(c.upload_mbps)
+    speeds = {
+        True: _BySpeed(c.download_mbps, sizes, floors),
+        False: _BySpeed(c.upload_mbps, sizes, floors),
+    }
+
+    def direction(down: bool, which: Mask) -> list[Figures]:
+        return speeds[down].figures(which)
+
+    def per_line(which: Mask) -> list[int]:
+        return np.bincount(owner[which], minlength=len(lines)).tolist()
 
     unknown = c.cross_traffic == CROSS_TRAFFIC_UNKNOWN
 
-    def sample_set(kept: Mask, exclusions: dict[str, int]) -> SampleSet:
-        return SampleSet(
-            exclusions,
-            direction(True, kept & ~no_download),
-            direction(False, kept & ~no_upload),
-            int(np.count_nonzero(kept & unknown)),
-        )
+    def sample_sets(kept: Mask, exclusions: list[dict[str, int]]) -> list[SampleSet]:
+        return [
+            SampleSet(*sets)
+            for sets in zip(
+                exclusions,
+                direction(True, kept & ~no_download),
+                direction(False, kept & ~no_upload),
+                per_line(kept & unknown),
+                strict=True,
+            )
+        ]
 
-    valid, general = _exclude(np.ones(len(c), dtype=np.bool_), _general_steps(c, window), {})
+    inside = c.inside(window.start, window.end)
+    every = np.ones(len(c), dtype=np.bool_)
+    valid, general = _exclude_lines(every, _general_steps(c, inside), [{} for _ in lines], owner)
     with_download = valid & ~no_download
-    capable, capable_excl = _exclude(
+    capable, capable_excl = _exclude_lines(
         valid,
         [
             (Exclusion.NO_VALUE, no_download),
@@ -634,26 +692,75 @@ def line_month_stats(
             (Exclusion.LINK_BELOW_2500, c.link_speed_mbps < GIGABIT_LINK_MBPS),
         ],
         general,
+        owner,
     )
-    of_access, access_excl = _exclude(
+    of_access, access_excl = _exclude_lines(
         valid,
         [
-            (Exclusion.OTHER_ACCESS, (c.access != 0) & ~wanted[c.access]),
+            (Exclusion.OTHER_ACCESS, (c.access != 0) & ~wanted[owner, c.access]),
             (Exclusion.NO_VALUE, no_download),
         ],
         general,
+        owner,
     )
-    links = c.link_speed_mbps[with_download & ~np.isnan(c.link_speed_mbps)]
+    linked = with_download & ~np.isnan(c.link_speed_mbps)
+    fastest = np.full(len(lines), -np.inf)
+    np.maximum.at(fastest, owner[linked], c.link_speed_mbps[linked])
     peak = capable & _peak_hours(c.measured_at_us)
-    return LineMonthStats(
-        total=int(np.count_nonzero(c.inside(window.start, window.end))),
-        valid=sample_set(valid, general),
-        with_download=int(np.count_nonzero(with_download)),
-        max_link_mbps=float(links.max()) if len(links) else None,
-        capable=sample_set(capable, capable_excl),
-        peak=direction(True, peak),
-        access=sample_set(of_access, access_excl),
-    )
+    return [
+        LineMonthStats(
+            total=total,
+            valid=valid_set,
+            with_download=downloads,
+            max_link_mbps=float(link) if np.isfinite(link) else None,
+            capable=capable_set,
+            peak=peak_figures,
+            access=access_set,
+        )
+        for total, valid_set, downloads, link, capable_set, peak_figures, access_set in zip(
+            per_line(inside),
+            sample_sets(valid, general),
+            per_line(with_download),
+            fastest.tolist(),
+            sample_sets(capable, capable_excl),
+            direction(True, peak),
+            sample_sets(of_access, access_excl),
+            strict=True,
+        )
+    ]
+
+
+class _BySpeed:
+    """One direction's speeds of several lines (their samples one after another, ``sizes`` of
+    them each), each line's sorted once: a set's values of a line are then a slice of the sorted
+    values it keeps (NaN sorts last, and no set keeps a NaN: a sample without a value is not
+    among its direction's n). The figures of a line's set are computed once per line, however
+    many sets hold the same samples of it (every port at 2.5 Gb/s, one access)."""
+
+    def __init__(self, values: Speeds, sizes: Sequence[int], floors: Sequence[Iterable[float]]):
+        self._starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.intp))).tolist()
+        bounds = list(itertools.pairwise(self._starts))
+        self._order = np.concatenate(
+            [np.argsort(values[a:b], kind="stable") + a for a, b in bounds] or [[]]
+        ).astype(np.intp)
+        self._values = values[self._order]
+        self._owner = np.repeat(np.arange(len(sizes)), sizes)
+        self._floors = floors
+        self._known: list[dict[bytes, Figures]] = [{} for _ in sizes]
+
+    def figures(self, which: Mask) -> list[Figures]:
+        """Each line's figures over the samples ``which`` holds."""
+        kept = which[self._order]
+        values = self._values[kept].tolist()
+        ends = np.cumsum(np.bincount(self._owner[kept], minlength=len(self._known))).tolist()
+        found = []
+        for line, (start, end) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
+            key = which[self._starts[line] : self._starts[line + 1]].tobytes()
+            known = self._known[line]
+            if key not in known:
+                known[key] = _sorted_figures(values[start:end], self._floors[line])
+            found.append(known[key])
+        return found
 
 
 def gigabit_floor(line: Line) -> tuple[float, str]:
@@ -672,14 +779,20 @@ def line_floors(line: Line) -> tuple[frozenset[Access], tuple[float, ...]]:
     return frozenset({Access.NR}), (NR_FLOOR_MBPS,)
 
 
+def line_columns(samples: Sequence[Sample] | SampleColumns, line: Line) -> LineColumns:
+    """``line``'s samples with the accesses and floors of the rules judged on it, for
+    ``lines_month_stats``. Samples are turned into columns first (``columns.as_columns``)."""
+    accesses, floors = line_floors(line)
+    return LineColumns(as_columns(samples), accesses, floors)
+
+
 def stats_for_line(
     samples: Sequence[Sample] | SampleColumns, line: Line, window: Period
 ) -> LineMonthStats:
-    """``line_month_stats`` with the accesses and floors of the rules judged on ``line``: what
-    every ``*_stats`` rule of that line reads (the engine computes it once per line-month).
-    Samples are turned into columns first (``columns.as_columns``)."""
-    accesses, floors = line_floors(line)
-    return line_month_stats(as_columns(samples), window, accesses=accesses, floors=floors)
+    """What every ``*_stats`` rule of ``line`` reads over ``window`` (``lines_month_stats`` of
+    ``line_columns``; the engine computes it once per line-month, for all lines at once)."""
+    (stats,) = lines_month_stats([line_columns(samples, line)], window)
+    return stats
 
 
 def _aggregate(fig: Figures) -> Aggregate:
@@ -987,36 +1100,66 @@ class Answered:
     by_access: Mapping[str, int] = field(default_factory=dict)
 
     def __add__(self, other: Answered) -> Answered:
-        return Answered(
-            _added(self.excluded, other.excluded), _added(self.by_access, other.by_access)
-        )
+        return Answered.total((self, other))
+
+    @staticmethod
+    def total(parts: Iterable[Answered]) -> Answered:
+        """The sum of ``parts`` (``sum`` would build every partial sum on the way)."""
+        excluded: Counter[str] = Counter()
+        by_access: Counter[str] = Counter()
+        for part in parts:
+            excluded.update(part.excluded)
+            by_access.update(part.by_access)
+        return Answered(_positive(excluded), _positive(by_access))
 
 
 def _added(one: Mapping[str, int], two: Mapping[str, int]) -> dict[str, int]:
     return dict(sorted((Counter(one) + Counter(two)).items()))
 
 
+def _positive(counts: Counter[str]) -> dict[str, int]:
+    """``counts`` above zero, sorted by key (as ``Counter``'s ``+`` keeps them)."""
+    return {key: n for key, n in sorted(counts.items()) if n > 0}
+
+
 def answered(columns: SampleColumns, window: Period, *, access: Access | None = None) -> Answered:
     """``columns``' results in ``window`` counted for presence (``presence_answered``): status
     ok and a clock not known to be wrong; limits on CPU or cross-traffic do not matter, the line
     answered. ``access`` stands in for results that do not say theirs (the probe's line)."""
-    c = columns
-    kept, excluded = _exclude(
+    (counted,) = answered_lines([(columns, access)], window)
+    return counted
+
+
+def answered_lines(
+    lines: Sequence[tuple[SampleColumns, Access | None]], window: Period
+) -> list[Answered]:
+    """``answered`` of each line (its columns, and the access that stands in for results that
+    do not say theirs), all lines' samples read as one set of columns."""
+    if not lines:
+        return []
+    c = SampleColumns.concatenate([columns for columns, _ in lines])
+    owner = np.repeat(np.arange(len(lines)), [len(columns) for columns, _ in lines])
+    kept, excluded = _exclude_lines(
         np.ones(len(c), dtype=np.bool_),
         [
             (Exclusion.OUTSIDE_WINDOW, ~c.inside(window.start, window.end)),
             *_status_steps(c),
             (Exclusion.CLOCK_NOT_SYNCED, c.clock_synced == FLAG[False]),
         ],
-        {},
+        [{} for _ in lines],
+        owner,
     )
-    codes = np.bincount(c.access[kept].astype(np.intp), minlength=len(ACCESSES)).tolist()
-    by_access: Counter[str] = Counter()
-    for code, count in enumerate(codes):
-        tag = ACCESSES[code] or access
-        if count:
-            by_access["" if tag is None else tag.value] += count
-    return Answered(excluded, dict(sorted(by_access.items())))
+    cells = owner[kept] * len(ACCESSES) + c.access[kept].astype(np.intp)
+    codes = np.bincount(cells, minlength=len(lines) * len(ACCESSES)).reshape(len(lines), -1)
+    found = []
+    for (_, access), line_codes, line_excluded in zip(lines, codes.tolist(), excluded, strict=True):
+        by_access: Counter[str] = Counter()
+        for code, count in enumerate(line_codes):
+            tag = ACCESSES[code] or access
+            if count:
+                by_access["" if tag is None else tag.value] += count
+        found.append(Answered(line_excluded, dict(sorted(by_access.items()))))
+    return found
 
 
 def presence(

@@ -9,6 +9,7 @@ docs/methodology.md, "Statistics".
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -157,6 +158,7 @@ def _local_midnight(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=VIETNAM).astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked for the same few months over and over
 def _month(year: int, month: int) -> Period:
     following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
     start, end = _local_midnight(date(year, month, 1)), _local_midnight(following)

@@ -145,8 +145,11 @@ class ResultStore(Protocol):
         """
         ...
 
-    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
-        """How many results of ``kind`` each probe has with ``start <= measured_at < end``, in
-        one aggregate query (probes with none are absent): what tells whether a cached month of
-        samples (``month_cache``) is still whole. Raises ``StorageUnavailable``."""
+    async def count_by_probe(
+        self, kind: Kind, start: datetime, end: datetime, *, probes: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        """How many results of ``kind`` each probe (of ``probes``, else every probe) has with
+        ``start <= measured_at < end``, in one aggregate query (probes with none are absent):
+        what tells whether a cached month of samples (``month_cache``) is still whole. Raises
+        ``StorageUnavailable``."""
         ...

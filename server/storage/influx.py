@@ -432,11 +432,14 @@ class InfluxStore:
             span = min(max(span, _MICROSECOND), longest)
             start = stop
 
-    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
+    async def count_by_probe(
+        self, kind: Kind, start: datetime, end: datetime, *, probes: Sequence[str] | None = None
+    ) -> dict[str, int]:
         """``SELECT COUNT(result_id) ... GROUP BY probe``: every point carries ``result_id`` (it
         names the result, ``lineprotocol``), whatever else the result leaves unset. A point's
         time is ``measured_at`` plus under a microsecond (``ledger``), and both bounds are whole
-        microseconds, so the window holds the same results as ``scan``'s."""
+        microseconds, so the window holds the same results as ``scan``'s. ``probes`` narrows the
+        answer, not the query (one series per probe: counting the others costs little)."""
         start_ns, end_ns = datetime_to_ns(start), datetime_to_ns(end)
         if start_ns >= end_ns:
             return {}
@@ -447,7 +450,12 @@ class InfluxStore:
             f"GROUP BY {quote_ident('probe')}",
         )
         (result,) = await self._query([statement])
-        return {str(row["probe"]): int(row["count"]) for _, row in _rows(result) if row["count"]}
+        wanted = None if probes is None else set(probes)
+        return {
+            str(row["probe"]): int(row["count"])
+            for _, row in _rows(result)
+            if row["count"] and (wanted is None or row["probe"] in wanted)
+        }
 
     def _source(self, measurement: str) -> str:
         if self._retention_policy is None:

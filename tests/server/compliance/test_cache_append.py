@@ -55,8 +55,10 @@ class Recording:
         self.inner = inner
         self.scanned: list[list[str]] = []  # bandwidth scans only
 
-    async def count_by_probe(self, kind: Kind, start: datetime, end: datetime) -> dict[str, int]:
-        return await self.inner.count_by_probe(kind, start, end)
+    async def count_by_probe(
+        self, kind: Kind, start: datetime, end: datetime, *, probes: Sequence[str] | None = None
+    ) -> dict[str, int]:
+        return await self.inner.count_by_probe(kind, start, end, probes=probes)
 
     async def scan(
         self, kind: Kind, start: datetime, end: datetime, **kw: Any

@@ -160,8 +160,9 @@ def oracle_stats(
 
 
 def oracle_answered(
-    samples: Sequence[rules.Sample], start: datetime, end: datetime
+    samples: Sequence[rules.Sample], start: datetime, end: datetime, access: Access | None = None
 ) -> rules.Answered:
+    """Presence counts; ``access`` stands in for a sample that does not say its own."""
     excluded: Counter[str] = Counter()
     by_access: Counter[str] = Counter()
     for s in samples:
@@ -172,7 +173,8 @@ def oracle_answered(
         elif s.clock_synced is False:
             excluded["clock_not_synced"] += 1
         else:
-            by_access["" if s.access is None else s.access.value] += 1
+            tag = s.access or access
+            by_access["" if tag is None else tag.value] += 1
     return rules.Answered(dict(sorted(excluded.items())), dict(sorted(by_access.items())))
 
 
@@ -243,6 +245,22 @@ def test_columnar_stats_equal_the_per_sample_oracle(
     assert again == got
 
 
+_lines = st.lists(st.tuples(st.lists(_samples, max_size=30), _accesses, _floors), max_size=6)
+
+
+@settings(max_examples=200)
+@given(_lines, _windows)
+def test_stats_of_several_lines_at_once_equal_each_line_alone(
+    lines: list[tuple[list[rules.Sample], frozenset[Access], list[float]]],
+    window: rules.Period,
+) -> None:
+    """What the engine does (every line of a month in one call, lines without a sample among
+    them) gives each line the oracle's numbers: nothing of one line leaks into another."""
+    batch = [rules.LineColumns(columns_of(s), a, tuple(f)) for s, a, f in lines]
+    got = rules.lines_month_stats(batch, window)
+    assert got == [oracle_stats(s, window.start, window.end, a, f) for s, a, f in lines]
+
+
 @given(st.lists(_samples, max_size=80), _windows)
 def test_presence_counts_equal_the_per_sample_oracle(
     samples: list[rules.Sample], window: rules.Period
@@ -254,6 +272,22 @@ def test_presence_counts_equal_the_per_sample_oracle(
         columns_of(samples[half:]), window
     )
     assert split == counted
+    thirds = [columns_of(samples[n::3]) for n in range(3)]
+    assert rules.Answered.total(rules.answered(t, window) for t in thirds) == counted
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(_samples, max_size=30), st.none() | st.sampled_from(list(Access))),
+        max_size=6,
+    ),
+    _windows,
+)
+def test_presence_counts_of_several_lines_at_once_equal_each_line_alone(
+    lines: list[tuple[list[rules.Sample], Access | None]], window: rules.Period
+) -> None:
+    got = rules.answered_lines([(columns_of(s), a) for s, a in lines], window)
+    assert got == [oracle_answered(s, window.start, window.end, access=a) for s, a in lines]
 
 
 @given(st.lists(_samples, max_size=40))

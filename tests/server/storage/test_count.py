@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from server.storage import SqliteStore
-from server.storage.sqlite import COUNT_SQL
+from server.storage.sqlite import COUNT_SQL, count_sql
 
 
 async def test_count_reads_one_range_of_the_covering_index(tmp_path: Path) -> None:
@@ -22,3 +22,22 @@ async def test_count_reads_one_range_of_the_covering_index(tmp_path: Path) -> No
         )
     assert "COVERING INDEX results_kind_time" in plan, plan
     assert "measured_at_ns>? AND measured_at_ns<?" in plan.replace("=", ""), plan
+
+
+async def test_count_of_named_probes_reads_their_ranges_in_index_order(tmp_path: Path) -> None:
+    """Probes named: one range of ``results_kind_probe_time`` per probe, grouped as the index
+    runs (no temporary B-tree to sort a month of entries by probe)."""
+    path = tmp_path / "results.sqlite3"
+    store = SqliteStore(path)
+    await store.start()
+    await store.close()
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(
+            str(row[-1])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN " + count_sql(2), ("bandwidth", "p1", "p2", 0, 1)
+            )
+        )
+    assert "COVERING INDEX results_kind_probe_time" in plan, plan
+    assert "probe_id=? AND measured_at_ns>? AND measured_at_ns<?" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
