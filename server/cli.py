@@ -14,11 +14,12 @@ from aiohttp import web
 
 from probes.models import Access
 from server import __version__
+from server.cli_common import load_cli_settings, opened_registry, opened_store_and_registry
 from server.errors import ConfigError, ServerError
 from server.evidence import export_cli
 from server.evidence.report_cli import add_report_parser
 from server.registry import Registry
-from server.settings import Settings, load_settings
+from server.settings import Settings
 
 log = logging.getLogger("hamletnet.server")
 #: Columns of a hand-entry CSV file (the same as ``server.admin.CSV_COLUMNS``, which the CLI
@@ -29,8 +30,7 @@ _CSV_COLUMNS = (
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    config = getattr(args, "config", None)
-    return load_settings(Path(config) if config else None)
+    return load_cli_settings(args)
 
 
 def _serve(serve: Callable[[], None], host: str, port: int) -> None:
@@ -140,13 +140,8 @@ async def _import_hand_entries(settings: Settings, path: Path, raw: bytes, actor
     from server.compliance.plan import load_plan
 
     plan = load_plan(settings.plan_path)
-    registry = Registry(settings.data_dir / "registry.sqlite3")
-    await registry.open()
-    try:
-        await registry.sync_hamlets(settings.hamlets, settings.communes)
+    async with opened_registry(settings) as registry:
         reply = await import_hand_entry_csv(registry, plan, raw, actor)
-    finally:
-        await registry.close()
     for row in reply.rows:
         if row.outcome == "rejected":
             print(f"{path}:{row.line}: rejected: {row.reason}")
@@ -171,25 +166,16 @@ def cmd_probe(args: argparse.Namespace) -> int:
 async def _publish_compliance(settings: Settings, period_text: str | None) -> int:
     from datetime import UTC, datetime
 
-    from server.app import make_store
     from server.compliance.plan import load_plan
     from server.compliance.publish import publish
     from server.compliance.stats import month_of, parse_period
 
     now = datetime.now(UTC)
     period = parse_period(period_text) if period_text else month_of(now)
-    store = make_store(settings)
-    registry = Registry(settings.data_dir / "registry.sqlite3")
-    await registry.open()
-    try:
-        await registry.sync_hamlets(settings.hamlets, settings.communes)
-        await store.start()
+    async with opened_store_and_registry(settings) as (store, registry):
         months = await publish(
             store, registry, settings, load_plan(settings.plan_path), period, now=now
         )
-    finally:
-        await store.close()
-        await registry.close()
     for label, count in months.items():
         print(f"{label}: {count} compliance rows published")
     return 0

@@ -10,7 +10,6 @@ SHA-256 is already preimage-proof, and it lets us look a token up by its hash in
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ import sqlite3
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -32,6 +30,7 @@ from server.compliance import rules
 from server.errors import Conflict, NotFound, StorageUnavailable, Unprocessable
 from server.settings import DEFAULT_COMMUNE_CODE, CommuneSettings, HamletSettings
 from server.storage.base import ProbeIdentity
+from server.storage.sqlite_thread import ErrorText, SqliteThread
 
 TOKEN_PREFIX = "hn_"  # noqa: S105 (a prefix, not a secret)
 #: How long an authenticated token is trusted from memory before the file is asked again, so a
@@ -372,6 +371,12 @@ def _row_to_survey(row: sqlite3.Row) -> SurveyRecord:
     )
 
 
+def _create(conn: sqlite3.Connection) -> None:
+    """The tables as this version has them."""
+    conn.executescript(_SCHEMA)
+    _migrate(conn)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     """Add the columns a registry file from an earlier version lacks (its rows are kept)."""
     for table, columns in _ADDED_COLUMNS.items():
@@ -414,47 +419,32 @@ class Registry:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="registry")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteThread(
+            path,
+            what="probe registry",
+            synchronous="FULL",
+            thread_name="registry",
+            # A constraint violated is the caller's to judge, not an unavailable file.
+            errors=ErrorText.short(raised=(sqlite3.IntegrityError,)),
+            make_directory=True,
+            row_factory=sqlite3.Row,
+            foreign_keys=True,
+        )
         self._auth_cache: dict[str, tuple[float, ProbeRecord]] = {}
         self._seen: dict[str, datetime] = {}
 
     # -- plumbing -----------------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise StorageUnavailable("the probe registry is closed")
-            try:
-                return fn(self._conn)
-            except sqlite3.IntegrityError:
-                raise
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"probe registry {self.path}: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        _migrate(conn)
-        self._conn = conn
+        """``fn`` on the connection, in the registry's thread."""
+        return await self._db.run(lambda: fn(self._db.connection()))
 
     async def open(self) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self.open_sync)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageUnavailable(f"cannot open the probe registry {self.path}: {exc}") from exc
+        await self._db.open(_create)
 
     async def close(self) -> None:
         """Close the file. Last-seen times that cannot be written (a full disk) are logged and
         dropped: they are a convenience, and a shutdown must not fail on them."""
-        if self._conn is None:
+        if not self._db.is_open:
             return
         try:
             await self.flush_last_seen()
@@ -464,14 +454,7 @@ class Registry:
                 len(self._seen),
                 exc.detail,
             )
-
-        def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     # -- hamlets ------------------------------------------------------------------------------
     async def sync_hamlets(

@@ -14,10 +14,8 @@ in its list), never as URLs: the URLs hold secrets and stay in the configuration
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +30,7 @@ from server.alerts.state import (
     state_from_json,
     state_to_json,
 )
-from server.errors import StorageUnavailable
+from server.storage.sqlite_thread import ErrorText, SqliteThread
 
 FILE_NAME = "alerts.sqlite3"
 
@@ -165,46 +163,27 @@ class AlertStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="alerts-store")
-        self._conn: sqlite3.Connection | None = None
+        self._db = SqliteThread(
+            path,
+            what="alert store",
+            synchronous="FULL",
+            thread_name="alerts-store",
+            errors=ErrorText.short(),
+            make_directory=True,
+            row_factory=sqlite3.Row,
+            foreign_keys=True,
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def call() -> T:
-            if self._conn is None:
-                raise StorageUnavailable("the alert store is closed")
-            try:
-                return fn(self._conn)
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"alert store {self.path}: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
-
-    def _open_sync(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
-        conn.execute("PRAGMA busy_timeout=5000")
-        conn.executescript(_SCHEMA)
-        self._conn = conn
+        """``fn`` on the connection, in the store's thread."""
+        return await self._db.run(lambda: fn(self._db.connection()))
 
     async def open(self) -> None:
-        try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._open_sync)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageUnavailable(f"cannot open the alert store {self.path}: {exc}") from exc
+        await self._db.open(_SCHEMA)
 
     async def close(self) -> None:
-        def shut() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, shut)
-        self._executor.shutdown(wait=True)
+        await self._db.close()
 
     # -- states -------------------------------------------------------------------------------
     async def state(self, rule_id: str, subject: Subject) -> AlertState | None:

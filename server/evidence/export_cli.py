@@ -9,6 +9,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
+from server.cli_common import add_command, load_cli_settings, opened_store_and_registry
+
 #: Windows longer than this show their progress on stderr.
 _PROGRESS_AFTER_DAYS = 31
 
@@ -23,10 +25,12 @@ def _day(text: str) -> date:
 def add_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
-    export = sub.add_parser(
+    export = add_command(
+        sub,
+        config,
         "export",
         help="write a signed evidence export of a hamlet's results (docs/evidence.md)",
-        parents=[config],
+        func=cmd_export,
     )
     export.add_argument("--hamlet", help="hamlet code from the configuration")
     export.add_argument("--isp", help="only this ISP's lines")
@@ -43,7 +47,6 @@ def add_parser(
     verify.add_argument("directory", type=Path)
     verify.add_argument("--key", help="the server's public key (RW...) from the office page")
     verify.add_argument("--previous", type=Path, help="the previous export's manifest.json")
-    export.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -64,14 +67,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from server.app import make_store
     from server.compliance.plan import load_plan
     from server.evidence.export import ExportInputError, run_export
-    from server.registry import Registry
-    from server.settings import load_settings
 
-    config = getattr(args, "config", None)
-    settings = load_settings(Path(config) if config else None)
+    settings = load_cli_settings(args)
     long_window = (args.end - args.start).days >= _PROGRESS_AFTER_DAYS
     shown = [-1]
 
@@ -81,23 +80,16 @@ async def _export(args: argparse.Namespace) -> int:
             shown[0] = tenth
             print(f"export: {done:.0%} of the window, {results} results", file=sys.stderr)
 
-    store = make_store(settings)
-    registry = Registry(settings.data_dir / "registry.sqlite3")
-    await registry.open()
     try:
-        await registry.sync_hamlets(settings.hamlets, settings.communes)
-        await store.start()
-        outcome = await run_export(
-            store, registry, settings, load_plan(settings.plan_path), out_dir=args.out,
-            now=datetime.now(UTC), hamlet=args.hamlet, isp=args.isp, start=args.start,
-            end=args.end, formats=args.format, progress=progress,
-        )  # fmt: skip
+        async with opened_store_and_registry(settings) as (store, registry):
+            outcome = await run_export(
+                store, registry, settings, load_plan(settings.plan_path), out_dir=args.out,
+                now=datetime.now(UTC), hamlet=args.hamlet, isp=args.isp, start=args.start,
+                end=args.end, formats=args.format, progress=progress,
+            )  # fmt: skip
     except ExportInputError as exc:
         print(f"hamletnet-server export: {exc.detail}", file=sys.stderr)
         return 2
-    finally:
-        await store.close()
-        await registry.close()
     print(f"{outcome.directory}: {outcome.results} results, {len(outcome.files)} files")
     print(f"manifest.json SHA-256: {outcome.manifest_sha256}")
     return 0

@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.cli_common import add_command, load_cli_settings, opened_store_and_registry
 from server.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -46,22 +47,20 @@ def add_report_parser(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], config: argparse.ArgumentParser
 ) -> None:
     """The ``report`` sub-command, for ``server.cli.build_parser``."""
-    report = sub.add_parser(
+    report = add_command(
+        sub,
+        config,
         "report",
         help="the quarterly report for the Department of Science and Technology (PDF, XLSX)",
-        parents=[config],
+        func=cmd_report,
     )
     report.add_argument("--quarter", required=True, help="the quarter, e.g. 2026-Q4")
     report.add_argument("--commune", help="one commune's code (default: every commune)")
     report.add_argument("--out", required=True, type=Path, help="new or empty output directory")
-    report.set_defaults(func=cmd_report)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from server.settings import load_settings
-
-    config = getattr(args, "config", None)
-    settings = load_settings(Path(config) if config else None)
+    settings = load_cli_settings(args)
     quarter = parse_quarter(args.quarter)
     out = check_out_dir(args.out)
     written = asyncio.run(make_report(settings, quarter, args.commune, out, datetime.now(UTC)))
@@ -115,17 +114,10 @@ async def _evaluate(
 ) -> tuple[ComplianceReport, ComplianceReport, list[HandFigure]]:
     """Both quarters from the engine: this one as things stand ``now``, the previous one as
     they stood at its end (so "became overdue" compares the two standings)."""
-    from server.app import make_store
     from server.compliance.engine import HandFigure, UnknownFilter, evaluate
-    from server.registry import Registry
 
     before = previous_quarter(quarter)
-    store = make_store(settings)
-    registry = Registry(settings.data_dir / "registry.sqlite3")
-    await registry.open()
-    try:
-        await registry.sync_hamlets(settings.hamlets, settings.communes)
-        await store.start()
+    async with opened_store_and_registry(settings) as (store, registry):
         try:
             current = await evaluate(
                 store, registry, settings, plan, quarter, now=now, commune=commune
@@ -139,9 +131,6 @@ async def _evaluate(
             HandFigure(e.indicator_id, e.commune, e.hamlet, e.to_rule())
             for e in await registry.hand_entries(commune=commune)
         ]
-    finally:
-        await store.close()
-        await registry.close()
     return current, previous, hand
 
 

@@ -2,23 +2,22 @@
 
 One row per result: the identity columns to filter on, and the validated result as its JSON
 (``payload``) so reading back is lossless. Every sqlite3 call runs in one dedicated worker
-thread that owns the connection, never on the event loop (an SD card can stall for seconds).
+thread that owns the connection (``SqliteThread``), never on the event loop (an SD card can
+stall for seconds).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from probes.models import RESULT_ADAPTER, Access, Kind, unbounded_limits
-from server.errors import ConfigError, StorageUnavailable
+from server.errors import ConfigError
 from server.storage import alert_rows, compliance_rows
 from server.storage.alert_rows import AlertRow
 from server.storage.base import (
@@ -33,6 +32,7 @@ from server.storage.base import (
 from server.storage.compliance_rows import ComplianceRow
 from server.storage.lineprotocol import FieldType, datetime_to_ns, ns_to_datetime
 from server.storage.scan import check_page_size, probe_filter, retype, scan_fields
+from server.storage.sqlite_thread import ErrorText, SqliteThread, transaction
 
 log = logging.getLogger(__name__)
 
@@ -105,33 +105,29 @@ class SqliteStore:
                 f"SQLite synchronous={synchronous!r} is not one of {', '.join(_SYNCHRONOUS)}"
             )
         self._path = Path(path)
-        self._synchronous = synchronous.upper()
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None  # used only in the worker thread
+        self._db = SqliteThread(
+            self._path,
+            what="SQLite store",
+            synchronous=synchronous.upper(),
+            thread_name="sqlite-store",
+            errors=ErrorText(
+                failed="SQLite database {where} failed ({kind}: {exc}): check that its directory"
+                " exists, is writable and the disk is not full"
+            ),
+            require_wal=True,
+        )
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self._path)!r})"
 
     async def start(self) -> None:
-        if self._executor is not None:
+        if self._db.is_open:
             return
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
-        try:
-            await self._run(self._open)
-        except BaseException:
-            await self.close()
-            raise
+        await self._db.open(self._create)
         log.info("storing results in SQLite at %s", self._path)
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None
-        if executor is None:
-            return
-        try:
-            # Queued behind any work still running, so it closes after the last write.
-            await asyncio.get_running_loop().run_in_executor(executor, self._close)
-        finally:
-            executor.shutdown(wait=False)
+        await self._db.close()
 
     async def check(self) -> None:
         await self._run(self._check)
@@ -223,17 +219,8 @@ class SqliteStore:
         return await self._run(self._count_by_probe, Kind(kind).value, window, named)
 
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
-        """Run ``func`` in the worker thread: the one place sqlite3's exceptions are translated."""
-        executor = self._executor
-        if executor is None:
-            raise StorageUnavailable(f"SQLite store {self._path} is not started or is closed")
-        try:
-            return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(
-                f"SQLite database {self._path} failed ({type(exc).__name__}: {exc}):"
-                " check that its directory exists, is writable and the disk is not full"
-            ) from exc
+        """Run ``func`` in the worker thread (sqlite3's exceptions as ``StorageUnavailable``)."""
+        return await self._db.run(func, *args)
 
     # -- Published compliance rows (server.compliance.publish; helper "grafana") ----------------
 
@@ -252,25 +239,18 @@ class SqliteStore:
     ) -> None:
         conn = self._connection()
         conn.executescript(compliance_rows.SQLITE_SCHEMA)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.execute(
                 compliance_rows.SQLITE_DELETE, (datetime_to_ns(start), datetime_to_ns(end))
             )
             conn.executemany(
                 compliance_rows.SQLITE_INSERT, [compliance_rows.sqlite_values(r) for r in rows]
             )
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _compliance_rows(self, start: datetime, end: datetime) -> list[ComplianceRow]:
-        conn = self._connection()
-        conn.executescript(compliance_rows.SQLITE_SCHEMA)
-        found = conn.execute(
-            compliance_rows.SQLITE_SELECT, (datetime_to_ns(start), datetime_to_ns(end))
-        ).fetchall()
+        found = self._rows_between(
+            compliance_rows.SQLITE_SCHEMA, compliance_rows.SQLITE_SELECT, start, end
+        )
         return [compliance_rows.sqlite_row(*row) for row in found]
 
     # -- End of published compliance rows --------------------------------------------------------
@@ -287,56 +267,39 @@ class SqliteStore:
     def _write_alert_rows(self, rows: list[AlertRow]) -> None:
         conn = self._connection()
         conn.executescript(alert_rows.SQLITE_SCHEMA)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             conn.executemany(alert_rows.SQLITE_INSERT, [alert_rows.sqlite_values(r) for r in rows])
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
 
     def _alert_rows(self, start: datetime, end: datetime) -> list[AlertRow]:
-        conn = self._connection()
-        conn.executescript(alert_rows.SQLITE_SCHEMA)
-        found = conn.execute(
-            alert_rows.SQLITE_SELECT, (datetime_to_ns(start), datetime_to_ns(end))
-        ).fetchall()
+        found = self._rows_between(alert_rows.SQLITE_SCHEMA, alert_rows.SQLITE_SELECT, start, end)
         return [alert_rows.sqlite_row(*row) for row in found]
+
+    def _rows_between(
+        self, schema: str, select: str, start: datetime, end: datetime
+    ) -> list[tuple[Any, ...]]:
+        """The rows of a side table (made by ``schema`` if missing) with ``start <= at < end``."""
+        conn = self._connection()
+        conn.executescript(schema)
+        rows: list[tuple[Any, ...]] = conn.execute(
+            select, (datetime_to_ns(start), datetime_to_ns(end))
+        ).fetchall()
+        return rows
 
     # -- End of alert history ---------------------------------------------------------------------
 
     # Everything below runs in the worker thread.
 
-    def _open(self) -> None:
-        conn = sqlite3.connect(self._path, isolation_level=None)  # explicit transactions
-        try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(
-                    f"cannot switch to WAL mode (got {mode!r}); put the file on a local disk"
-                )
-            conn.execute(f"PRAGMA synchronous={self._synchronous}")
-            conn.execute("PRAGMA busy_timeout=5000")
-            _log_index_build(conn, self._path)
-            conn.executescript(_SCHEMA)
-        except BaseException:
-            conn.close()
-            raise
-        self._conn = conn
-
-    def _close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.close()
+    def _create(self, conn: sqlite3.Connection) -> None:
+        _log_index_build(conn, self._path)
+        conn.executescript(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise sqlite3.OperationalError("the connection is closed")
+        conn = self._db.connection()
         # A deleted file keeps taking writes through the open descriptor, and loses them all at
         # the next start: refuse instead of reporting them accepted.
         if not self._path.exists():
             raise sqlite3.OperationalError("the database file was deleted; restart the server")
-        return self._conn
+        return conn
 
     def _count_by_probe(
         self, kind: str, window: tuple[int, int], probes: list[str] | None

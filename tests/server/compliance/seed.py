@@ -5,6 +5,7 @@ declared speeds and the hand-entered figure through the server's registry."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -51,6 +52,26 @@ def _payload(probe_id: str, sample: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def post_samples(
+    client: TestClient, probe: dict[str, Any], samples: Iterable[dict[str, Any]]
+) -> None:
+    """Post ``samples`` (``dataset`` samples) as bandwidth results of ``probe`` (``add_probe``'s
+    reply), signed with its key, ``BATCH`` at a time; every one must be accepted."""
+    pid = probe["probe_id"]
+    items = [
+        sign(parse_result(_payload(pid, s), LIMITS), probe["key"]).model_dump(mode="json")
+        for s in samples
+    ]
+    for start in range(0, len(items), BATCH):
+        resp = await client.post(
+            "/api/v1/results",
+            json={"results": items[start : start + BATCH]},
+            headers=auth(probe["token"]),
+        )
+        reply = await resp.json()
+        assert resp.status == 200 and reply["rejected"] == 0, reply
+
+
 async def seed(client: TestClient, month: Period) -> dict[str, str]:
     """Post the data set for ``month``; returns probe id by hamlet."""
     app = client.app
@@ -65,18 +86,7 @@ async def seed(client: TestClient, month: Period) -> dict[str, str]:
             await registry.set_line(
                 pid, declared_down_mbps=spec.declared_down_mbps, actor="can-bo-vhxh"
             )
-        items = [
-            sign(parse_result(_payload(pid, s), LIMITS), probe["key"]).model_dump(mode="json")
-            for s in spec.samples(month)
-        ]
-        for start in range(0, len(items), BATCH):
-            resp = await client.post(
-                "/api/v1/results",
-                json={"results": items[start : start + BATCH]},
-                headers=auth(probe["token"]),
-            )
-            reply = await resp.json()
-            assert resp.status == 200 and reply["rejected"] == 0, reply
+        await post_samples(client, probe, spec.samples(month))
     h = dataset.HAND_ENTRY
     local = month.start.astimezone(VIETNAM)
     await registry.add_hand_entry(

@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import subprocess
-import uuid
 import zipfile
 from datetime import date
 from pathlib import Path
@@ -20,8 +19,6 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from probes.models import parse_result
-from probes.signing import sign
 from server.app import create_app
 from server.appkeys import REGISTRY
 from server.cli import main
@@ -31,8 +28,8 @@ from server.evidence import minisign
 from server.evidence.verify import verify_export
 from server.registry import HandEntryRecord
 from server.settings import load_settings
-from tests.server.compliance.seed import BATCH, LIMITS
-from tests.server.conftest import ADMIN_TOKEN, GuardedTestServer, add_probe, auth
+from tests.server.compliance.seed import post_samples
+from tests.server.conftest import ADMIN_TOKEN, GuardedTestServer, add_probe
 from tests.server.evidence.test_quarterly import Q2_DATA, Q3_DATA, SIGNATURES_SEP
 
 SETTINGS: dict[str, Any] = {
@@ -52,22 +49,6 @@ EXPECTED_FILES = [
 ]  # fmt: skip
 
 
-def _payload(probe_id: str, sample: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "kind": "bandwidth",
-        "result_id": str(uuid.uuid4()),
-        "probe_id": probe_id,
-        "measured_at": sample["measured_at"].isoformat(),
-        "engine": "http",
-        "target": "http://127.0.0.1:8080",
-        "family": "ipv4",
-        "streams": 3,
-        "download_mbps": sample["download_mbps"],
-        "upload_mbps": sample["upload_mbps"],
-        "link_speed_mbps": sample["link_speed_mbps"],
-    }
-
-
 async def _seed(config: Path) -> None:
     """Q2 and Q3 of ``test_quarterly``'s data set through the real ingest API, signed by each
     probe's own key, and the September digital-signature figure in the registry."""
@@ -81,21 +62,8 @@ async def _seed(config: Path) -> None:
         for data in (Q2_DATA, Q3_DATA):
             for months in data.values():
                 for label, spec in months:
-                    probe = probes[spec.hamlet]
-                    items = [
-                        sign(
-                            parse_result(_payload(probe["probe_id"], s), LIMITS), probe["key"]
-                        ).model_dump(mode="json")
-                        for s in spec.samples(parse_period(label))
-                    ]
-                    for start in range(0, len(items), BATCH):
-                        resp = await client.post(
-                            "/api/v1/results",
-                            json={"results": items[start : start + BATCH]},
-                            headers=auth(probe["token"]),
-                        )
-                        reply = await resp.json()
-                        assert resp.status == 200 and reply["rejected"] == 0, reply
+                    samples = spec.samples(parse_period(label))
+                    await post_samples(client, probes[spec.hamlet], samples)
         app = client.app
         assert app is not None
         e = SIGNATURES_SEP

@@ -1,4 +1,5 @@
-"""One contract for every ``ResultStore``: each test runs against SQLite and a real InfluxDB."""
+"""One contract for every ``ResultStore``: each test runs against SQLite and a real InfluxDB
+(the ``store`` fixture, ``adapters.py``)."""
 
 from __future__ import annotations
 
@@ -28,23 +29,6 @@ ACCEPTED, DUPLICATE = WriteOutcome.ACCEPTED, WriteOutcome.DUPLICATE
 _MICROSECOND = timedelta(microseconds=1)
 
 OTHER = ProbeIdentity(probe_id="probe-02", hamlet="thon-b", isp="Viettel", access=Access.LTE)
-
-
-@pytest.fixture(params=["sqlite", "influxdb"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ResultStore]:
-    if request.param == "sqlite":
-        backend: ResultStore = SqliteStore(tmp_path / "results.sqlite3")
-    else:
-        influxd: Influxd = request.getfixturevalue("influxd")
-        backend = InfluxStore(
-            influxd.url,
-            influxd.new_database_name(),
-            timeout_s=5,
-            ledger_path=tmp_path / "influx-ledger.sqlite3",
-        )
-    await backend.start()
-    yield backend
-    await backend.close()
 
 
 def by_time(items: list[StoredResult]) -> list[StoredResult]:
