@@ -22,8 +22,10 @@ and the components: the count per probe (the cache check) and the sample cache +
 cold and warm;
 
 and, as the reference in the same run, the bare InfluxQL ``SELECT MEAN(download_mbps) FROM
-bandwidth WHERE time >= .. AND time < .. GROUP BY hamlet`` over the same data. Prints figures
-only, each with its ratio to the reference.
+bandwidth WHERE time >= .. AND time < .. GROUP BY hamlet`` over the same data. One adapter at a
+time, SQLite first (seeded, then timed, before influxd is given the month: an InfluxDB compacting
+what it was just given slows the whole machine). Prints figures as they come, then each with its
+ratio to the reference.
 """
 
 from __future__ import annotations
@@ -201,10 +203,6 @@ async def registered(
     return settings, registry
 
 
-def _row(label: str, took: float, ref_s: float) -> None:
-    print(f"  {label:44} {took * 1000:10.1f} ms  {took / ref_s:8.1f}×")
-
-
 async def bench(args: argparse.Namespace, influxd: Influxd, workdir: Path) -> None:
     month = month_of(datetime.now(UTC) - timedelta(days=70))
     days = min(args.days, int(month.duration / timedelta(days=1)) - 1)
@@ -221,86 +219,101 @@ async def bench(args: argparse.Namespace, influxd: Influxd, workdir: Path) -> No
         influxd.url, DATABASE, timeout_s=120, ledger_path=workdir / "influx-ledger.sqlite3"
     )
     sqlite = SqliteStore(workdir / "results.sqlite3", synchronous="NORMAL")
-    stores: list[ResultStore] = [influx, sqlite]
+    stores: list[ResultStore] = [sqlite, influx]
     for store in stores:
         await store.start()
     settings, registry = await registered(workdir, probe_lines, args.hamlets)
     now = month.end + timedelta(days=1)
+    timed: list[tuple[str, str, float]] = []  # (store, what, seconds)
+    current = [""]  # the store being measured
+
+    def row(label: str, took: float) -> None:
+        timed.append((current[0], label, took))
+        print(f"  {label:44} {took * 1000:10.1f} ms")
+
+    async def measure(store: ResultStore, n: int) -> dict[str, rules.VerdictKind]:
+        current[0] = store.name
+        print(f"\n{store.name}: what the API does (evaluate + report_to_json)")
+        cache_file = settings.data_dir / month_cache.FILE_NAME
+
+        async def api(s: ResultStore = store) -> dict[str, object]:
+            report = await evaluate(s, registry, settings, plan, month, now=now)
+            return report_to_json(report)
+
+        _forget_cache(workdir)
+        started = time.perf_counter()
+        cold = await api()
+        row("cold (cache empty)", time.perf_counter() - started)
+        took, warm = await best_of(args.rounds, api)
+        row(f"warm (best of {args.rounds})", took)
+        assert cold == warm, f"{store.name}: the warm cache changed the report"
+        # An hour later, twice: one new result per probe, in the month's last hours.
+        for hour, append in ((days * 24, False), (days * 24 + 1, True)):
+            # Each probe's result of that hour (the day's results come 24 per probe).
+            more = results(probe_lines, month, 1, 100 + hour, first_hour=hour)[::24]
+            started = time.perf_counter()
+            for item in more:  # one batch per probe, as probes post
+                await store.write([item])
+            write_s = time.perf_counter() - started
+            if append:
+                async with MonthCache(cache_file) as cache:
+                    started = time.perf_counter()
+                    for item in more:
+                        await cached_samples.append_accepted(cache, [item])
+                    append_s = time.perf_counter() - started
+                print(
+                    f"  {'ingest: store write, one result per batch':44}"
+                    f" {write_s / len(more) * 1e6:10.0f} µs/result"
+                )
+                print(
+                    f"  {'ingest: cache append, one result per batch':44}"
+                    f" {append_s / len(more) * 1e6:10.0f} µs/result"
+                    f"  {append_s / write_s:8.2f}× the write"
+                )
+            started = time.perf_counter()
+            later = await api()
+            label = "an hour later, " + ("appended" if append else "not appended (rebuild)")
+            row(label, time.perf_counter() - started)
+        took, again = await best_of(args.rounds, api)
+        row(f"warm again (best of {args.rounds})", took)
+        assert later == again, f"{store.name}: the appended cache changed the report"
+
+        print(f"  components (month {month.label}):")
+
+        async def count(s: ResultStore = store) -> object:
+            return await s.count_by_probe(
+                Kind.BANDWIDTH, month.start, month.end, probes=list(probe_lines)
+            )
+
+        took, _ = await best_of(args.rounds, count)
+        row("  count per probe (the cache check)", took)
+        async with MonthCache(workdir / f"{store.name}-{n}-cache.sqlite3") as cache:
+            started = time.perf_counter()
+            await compliance(store, cache, month, probe_lines)
+            row("  sample cache + rules, cold", time.perf_counter() - started)
+
+            async def rules_only(s: ResultStore = store, c: MonthCache = cache) -> object:
+                return await compliance(s, c, month, probe_lines)
+
+            took, _ = await best_of(args.rounds, rules_only)
+            row("  sample cache + rules, warm", took)
+        return _verdicts(again)
+
     try:
-        for store in stores:
+        verdicts: dict[str, dict[str, rules.VerdictKind]] = {}
+        # One adapter at a time, SQLite first: its figures are taken before influxd holds the
+        # month (an InfluxDB busy compacting what it was just given slows every process).
+        for n, store in enumerate(stores):
             took = await seed(store, items)
             print(f"seeded {store.name:8} in {took:7.1f} s ({len(items) / took:,.0f} results/s)")
+            verdicts[store.name] = await measure(store, n)
         del items
         ref_s, hamlets = await best_of(args.rounds, lambda: reference(influx, month))
         print(f"\nreference: bare InfluxQL MEAN GROUP BY hamlet ({hamlets} hamlets)")
         print(f"  {ref_s * 1000:10.1f} ms")
-        verdicts = {}
-        for n, store in enumerate(stores):
-            print(f"\n{store.name}: what the API does (evaluate + report_to_json)")
-            cache_file = settings.data_dir / month_cache.FILE_NAME
-
-            async def api(s: ResultStore = store) -> dict[str, object]:
-                report = await evaluate(s, registry, settings, plan, month, now=now)
-                return report_to_json(report)
-
-            _forget_cache(workdir)
-            started = time.perf_counter()
-            cold = await api()
-            _row("cold (cache empty)", time.perf_counter() - started, ref_s)
-            took, warm = await best_of(args.rounds, api)
-            _row(f"warm (best of {args.rounds})", took, ref_s)
-            assert cold == warm, f"{store.name}: the warm cache changed the report"
-            # An hour later, twice: one new result per probe, in the month's last hours.
-            for hour, append in ((days * 24, False), (days * 24 + 1, True)):
-                # Each probe's result of that hour (the day's results come 24 per probe).
-                more = results(probe_lines, month, 1, 100 + hour, first_hour=hour)[::24]
-                started = time.perf_counter()
-                for item in more:  # one batch per probe, as probes post
-                    await store.write([item])
-                write_s = time.perf_counter() - started
-                if append:
-                    async with MonthCache(cache_file) as cache:
-                        started = time.perf_counter()
-                        for item in more:
-                            await cached_samples.append_accepted(cache, [item])
-                        append_s = time.perf_counter() - started
-                    print(
-                        f"  {'ingest: store write, one result per batch':44}"
-                        f" {write_s / len(more) * 1e6:10.0f} µs/result"
-                    )
-                    print(
-                        f"  {'ingest: cache append, one result per batch':44}"
-                        f" {append_s / len(more) * 1e6:10.0f} µs/result"
-                        f"  {append_s / write_s:8.2f}× the write"
-                    )
-                started = time.perf_counter()
-                later = await api()
-                label = "an hour later, " + ("appended" if append else "not appended (rebuild)")
-                _row(label, time.perf_counter() - started, ref_s)
-            took, again = await best_of(args.rounds, api)
-            _row(f"warm again (best of {args.rounds})", took, ref_s)
-            assert later == again, f"{store.name}: the appended cache changed the report"
-            verdicts[store.name] = _verdicts(again)
-
-            print(f"  components (month {month.label}):")
-
-            async def count(s: ResultStore = store) -> object:
-                return await s.count_by_probe(
-                    Kind.BANDWIDTH, month.start, month.end, probes=list(probe_lines)
-                )
-
-            took, _ = await best_of(args.rounds, count)
-            _row("  count per probe (the cache check)", took, ref_s)
-            async with MonthCache(workdir / f"{store.name}-{n}-cache.sqlite3") as cache:
-                started = time.perf_counter()
-                await compliance(store, cache, month, probe_lines)
-                _row("  sample cache + rules, cold", time.perf_counter() - started, ref_s)
-
-                async def rules_only(s: ResultStore = store, c: MonthCache = cache) -> object:
-                    return await compliance(s, c, month, probe_lines)
-
-                took, _ = await best_of(args.rounds, rules_only)
-                _row("  sample cache + rules, warm", took, ref_s)
+        print("\nagainst the reference:")
+        for name, label, took in timed:
+            print(f"  {name:8} {label:44} {took * 1000:10.1f} ms  {took / ref_s:8.1f}×")
         tally = {name: _count(v) for name, v in verdicts.items()}
         same = len({tuple(sorted(v.items())) for v in verdicts.values()}) == 1
         print(f"\nline verdicts: {tally}; identical on both adapters: {same}")

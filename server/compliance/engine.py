@@ -9,6 +9,7 @@ the office's page and everything after them read the same report through
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -633,20 +634,22 @@ async def evaluate(
         h.code for h in hamlets if commune in (None, h.commune) and hamlet in (None, h.code)
     }
     wanted = [p.probe_id for p in probes if p.line.hamlet in in_scope and isp in (None, p.line.isp)]
-    async with MonthCache(settings.data_dir / month_cache.FILE_NAME) as cache:
-        bandwidth = await cached_samples.bandwidth_columns(store, cache, period, wanted)
-    evidence = Evidence(
-        bandwidth=bandwidth,
-        ipv6=await _scan(store, Kind.IPV6, period, wanted, to_ipv6_sample),
-        other=await _scan(
-            store, Kind.LATENCY, period, wanted, _presence_sample, fields=_PRESENCE_FIELDS
-        ),
+
+    async def bandwidth() -> dict[str, SampleColumns]:
+        async with MonthCache(settings.data_dir / month_cache.FILE_NAME) as cache:
+            return await cached_samples.bandwidth_columns(store, cache, period, wanted)
+
+    # The reads wait on other threads and processes (SQLite's, InfluxDB's): all at once.
+    columns, ipv6, other, entries, surveyed = await asyncio.gather(
+        bandwidth(),
+        _scan(store, Kind.IPV6, period, wanted, to_ipv6_sample),
+        _scan(store, Kind.LATENCY, period, wanted, _presence_sample, fields=_PRESENCE_FIELDS),
+        registry.hand_entries(),
+        registry.surveys(),
     )
-    hand = [
-        HandFigure(e.indicator_id, e.commune, e.hamlet, e.to_rule())
-        for e in await registry.hand_entries()
-    ]
-    surveys = [SurveyFigure(s.hamlet, s.service, s.to_rule()) for s in await registry.surveys()]
+    evidence = Evidence(bandwidth=columns, ipv6=ipv6, other=other)
+    hand = [HandFigure(e.indicator_id, e.commune, e.hamlet, e.to_rule()) for e in entries]
+    surveys = [SurveyFigure(s.hamlet, s.service, s.to_rule()) for s in surveyed]
     return compute(
         plan, communes, hamlets, probes, evidence, period, now,
         hand=hand, surveys=surveys, commune=commune, hamlet=hamlet, isp=isp,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -92,6 +92,11 @@ class _Where:
     window: Period
     rule_id: str
     source: str
+    #: ``window_json(window)``, made once for all the figures of the verdict.
+    window_text: Mapping[str, Any] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "window_text", window_json(self.window))
 
 
 def _time(at: datetime | None) -> str | None:
@@ -126,7 +131,7 @@ def figure(
         "unit": unit,
         "n": n,
         "aggregation": aggregation,
-        "window": window_json(where.window),
+        "window": dict(where.window_text),
         "rule_id": where.rule_id,
         "source": where.source,
     }

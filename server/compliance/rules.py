@@ -572,17 +572,22 @@ def _exclude_lines(
     owner: npt.NDArray[np.intp],
 ) -> tuple[Mask, list[dict[str, int]]]:
     """``_exclude`` over the samples of several lines (``owner``: each sample's line, an index
-    into ``excluded``, the counts each line starts from): counts per line."""
+    into ``excluded``, the counts each line starts from): counts per line. Each sample's first
+    reason is found in one pass over the steps (a later step's mark overwritten by an earlier
+    one's), then counted by line and reason in one ``bincount``."""
+    listed = list(steps)
+    first = np.full(len(kept), len(listed), dtype=np.intp)  # len(listed): no reason
+    for code in reversed(range(len(listed))):
+        first[listed[code][1]] = code
+    gone = kept & (first < len(listed))
+    table = np.bincount(
+        owner[gone] * len(listed) + first[gone], minlength=len(excluded) * len(listed)
+    ).reshape(len(excluded), len(listed))
     counts = [dict(e) for e in excluded]
-    for reason, hit in steps:
-        gone = kept & hit
-        if gone.any():
-            per_line = np.bincount(owner[gone], minlength=len(counts))
-            for line in np.flatnonzero(per_line).tolist():
-                mine = counts[line]
-                mine[reason.value] = mine.get(reason.value, 0) + int(per_line[line])
-        kept = kept & ~hit
-    return kept, [dict(sorted(c.items())) for c in counts]
+    for line, code in zip(*(axis.tolist() for axis in np.nonzero(table)), strict=True):
+        reason = listed[code][0].value
+        counts[line][reason] = counts[line].get(reason, 0) + int(table[line, code])
+    return kept & (first == len(listed)), [dict(sorted(c.items())) for c in counts]
 
 
 def _general_steps(c: SampleColumns, inside: Mask) -> list[tuple[Exclusion, Mask]]:
@@ -732,33 +737,26 @@ def lines_month_stats(lines: Sequence[LineColumns], window: Period) -> list[Line
 
 class _BySpeed:
     """One direction's speeds of several lines (their samples one after another, ``sizes`` of
-    them each), each line's sorted once: a set's values of a line are then a slice of the sorted
-    values it keeps (NaN sorts last, and no set keeps a NaN: a sample without a value is not
-    among its direction's n). The figures of a line's set are computed once per line, however
-    many sets hold the same samples of it (every port at 2.5 Gb/s, one access)."""
+    them each). A line's figures over a set are computed once however many sets hold the same
+    samples of it (every port at 2.5 Gb/s, one access): the set's samples of the line are
+    sorted then, and only then."""
 
     def __init__(self, values: Speeds, sizes: Sequence[int], floors: Sequence[Iterable[float]]):
-        self._starts = np.concatenate(([0], np.cumsum(sizes, dtype=np.intp))).tolist()
-        bounds = list(itertools.pairwise(self._starts))
-        self._order = np.concatenate(
-            [np.argsort(values[a:b], kind="stable") + a for a, b in bounds] or [[]]
-        ).astype(np.intp)
-        self._values = values[self._order]
-        self._owner = np.repeat(np.arange(len(sizes)), sizes)
+        self._values = values
+        self._bounds = list(itertools.pairwise(np.cumsum([0, *sizes]).tolist()))
         self._floors = floors
         self._known: list[dict[bytes, Figures]] = [{} for _ in sizes]
 
     def figures(self, which: Mask) -> list[Figures]:
         """Each line's figures over the samples ``which`` holds."""
-        kept = which[self._order]
-        values = self._values[kept].tolist()
-        ends = np.cumsum(np.bincount(self._owner[kept], minlength=len(self._known))).tolist()
         found = []
-        for line, (start, end) in enumerate(zip([0, *ends[:-1]], ends, strict=True)):
-            key = which[self._starts[line] : self._starts[line + 1]].tobytes()
-            known = self._known[line]
+        for (start, end), known, floors in zip(
+            self._bounds, self._known, self._floors, strict=True
+        ):
+            mine = which[start:end]
+            key = mine.tobytes()
             if key not in known:
-                known[key] = _sorted_figures(values[start:end], self._floors[line])
+                known[key] = figures(self._values[start:end][mine], floors)
             found.append(known[key])
         return found
 
