@@ -13,6 +13,12 @@ without copying it to user space (tcp(7)), so there is no per-byte work at all i
 sends with ``os.sendfile`` from an in-memory file of random bytes: zero-copy from page cache.
 Threads release the GIL in every system call, so N streams overlap.
 
+Cheap per second too, so a slow line's test costs little more than iperf3's: what runs on a fixed
+clock whatever the rate (the TCP_INFO readings, the loaded-latency pings) runs in two plain
+threads that sleep between ticks, and the event loop sleeps through the transfer (each wake-up of
+the loop costs several times a thread's; ``bench/agent.py --lab``). The upload payload is made
+only for an upload, from a ChaCha20 keystream rather than ``os.urandom``.
+
 Around the transfers: a slot on the target (``slot.py``), idle latency (median of 5 TCP-connect
 RTTs) before, loaded latency (TCP-connect RTT every 200 ms, median, after the warm-up) during each
 direction, the process's CPU use over each measured window, and diagnosis from TCP_INFO.
@@ -21,7 +27,6 @@ direction, the process's CPU use over each measured window, and diagnosis from T
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import socket
 import struct
@@ -34,6 +39,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from probes.bandwidth import cpu, params, slot, tcpinfo, throughput
@@ -120,7 +126,7 @@ class _Stream:
     address: Address
     family: socket.AddressFamily
     direction: Direction
-    payload_fd: int
+    payload_fd: int | None  # the upload payload (``_upload_payload``); None for a download
     payload_size: int
     sock: socket.socket | None = None
     error: BaseException | None = None
@@ -169,7 +175,7 @@ class _Stream:
                 return
 
     def _send(self) -> None:
-        assert self.sock is not None
+        assert self.sock is not None and self.payload_fd is not None
         out, source, size = self.sock.fileno(), self.payload_fd, self.payload_size
         chunk, sendfile, offset = params.SENDFILE_CHUNK_BYTES, os.sendfile, 0
         while not self._stopping:
@@ -225,32 +231,61 @@ class DirectionResult:
 
 @dataclass
 class _Pinger:
-    """TCP-connect RTTs to the target every ``interval_s``, in the background of a transfer."""
+    """TCP-connect RTTs to the target every ``interval_s`` during a transfer, from a thread of
+    its own that sleeps between them (``run``), until ``stop`` is set."""
 
     address: Address
     family: socket.AddressFamily
+    stop: threading.Event
     rtts: list[tuple[float, float]] = field(default_factory=list)
 
-    async def run(self, interval_s: float, started: float) -> None:
+    def run(self, interval_s: float, started: float) -> None:
         while True:
-            rtt = await connect_rtt_ms(self.address, self.family)
+            rtt = connect_rtt_ms(self.address, self.family)
             if rtt is not None:
                 self.rtts.append((time.perf_counter() - started, rtt))
-            await asyncio.sleep(interval_s)
+            if self.stop.wait(interval_s):
+                return
 
 
-async def connect_rtt_ms(address: Address, family: socket.AddressFamily) -> float | None:
-    """One TCP handshake's time (SYN to SYN-ACK seen), ms; None when it did not complete."""
-    loop = asyncio.get_running_loop()
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setblocking(False)
-        started = time.perf_counter_ns()
-        try:
-            async with asyncio.timeout(params.CONNECT_TIMEOUT_S):
-                await loop.sock_connect(sock, address)
-        except (OSError, TimeoutError):
-            return None
-        return (time.perf_counter_ns() - started) / 1e6
+def connect_rtt_ms(address: Address, family: socket.AddressFamily) -> float | None:
+    """One TCP handshake's time (SYN to SYN-ACK seen), ms; None when it did not complete within
+    ``CONNECT_TIMEOUT_S``. Blocking: call it from a thread."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(params.CONNECT_TIMEOUT_S)
+            started = time.perf_counter_ns()
+            sock.connect(address)
+            return (time.perf_counter_ns() - started) / 1e6
+    except OSError:  # TimeoutError included; or no socket to be had (EMFILE)
+        return None
+
+
+def _idle_rtts_ms(address: Address, family: socket.AddressFamily) -> list[float | None]:
+    return [connect_rtt_ms(address, family) for _ in range(params.IDLE_LATENCY_COUNT)]
+
+
+def _upload_payload() -> int:
+    """An in-memory file (memfd) of ``PAYLOAD_FILE_BYTES`` random bytes for the upload streams
+    to ``sendfile`` from; the caller closes it.
+
+    The bytes are a ChaCha20 keystream under a fresh random key: as incompressible as
+    ``os.urandom``'s (the kernel's getrandom is the same construction) for a third of its CPU
+    (8 MiB written: 16 ms against 47 ms on the bench machine), made a piece at a time so no
+    8 MiB buffer is ever built.
+    """
+    keystream = Cipher(algorithms.ChaCha20(os.urandom(32), os.urandom(16)), mode=None).encryptor()
+    zeros = bytes(params.PAYLOAD_PIECE_BYTES)
+    fd = os.memfd_create("hamletnet-upload")
+    try:
+        for _ in range(params.PAYLOAD_FILE_BYTES // params.PAYLOAD_PIECE_BYTES):
+            piece = memoryview(keystream.update(zeros))
+            while piece:
+                piece = piece[os.write(fd, piece) :]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class HttpEngine:
@@ -276,9 +311,9 @@ class HttpEngine:
         started = time.perf_counter()
         family, address = await self._resolve()
         link_speed = await asyncio.to_thread(link_speed_mbps, address[0])
-        payload_fd = os.memfd_create("hamletnet-upload")
+        uploads = "upload" in self._directions()
+        payload_fd = await asyncio.to_thread(_upload_payload) if uploads else None
         try:
-            os.write(payload_fd, os.urandom(params.PAYLOAD_FILE_BYTES))
             async with aiohttp.ClientSession() as session:
                 lease = None
                 if self.options.slot:
@@ -286,8 +321,7 @@ class HttpEngine:
                         session, self.target.url, self._slot_s(), self.options.slot_wait_s
                     )
                 try:
-                    idle = [await connect_rtt_ms(address, family)
-                            for _ in range(params.IDLE_LATENCY_COUNT)]  # fmt: skip
+                    idle = await asyncio.to_thread(_idle_rtts_ms, address, family)
                     idle_ms = [rtt for rtt in idle if rtt is not None]
                     if not idle_ms:
                         raise BandwidthError(
@@ -303,7 +337,8 @@ class HttpEngine:
                         await slot.release(session, self.target.url, lease) if lease else None
                     )
         finally:
-            os.close(payload_fd)
+            if payload_fd is not None:
+                os.close(payload_fd)
         return self._result(
             measured_at, time.perf_counter() - started, family, link_speed,
             median(idle_ms), results, ran_alone,
@@ -322,7 +357,7 @@ class HttpEngine:
         direction: Direction,
         family: socket.AddressFamily,
         address: Address,
-        payload_fd: int,
+        payload_fd: int | None,
         lease: slot.Lease | None,
     ) -> DirectionResult:
         opts = self.options
@@ -342,7 +377,8 @@ class HttpEngine:
             _Stream(address, family, direction, payload_fd, params.PAYLOAD_FILE_BYTES)
             for _ in range(opts.streams)
         ]
-        pinger = _Pinger(address, family)
+        stop = threading.Event()  # ends the sampling and the pinging threads
+        pinger = _Pinger(address, family, stop)
         try:
             try:
                 await asyncio.gather(*(asyncio.to_thread(s.connect, head) for s in streams))
@@ -358,15 +394,18 @@ class HttpEngine:
             for s in streams:
                 s.start()
             t0 = time.perf_counter()
-            pinging = asyncio.create_task(
-                pinger.run(params.LOADED_LATENCY_INTERVAL_S, t0), name="loaded-latency"
-            )
+            pinging = threading.Thread(
+                target=pinger.run, args=(params.LOADED_LATENCY_INTERVAL_S, t0), daemon=True,
+                name="hamletnet-loaded-latency",
+            )  # fmt: skip
+            pinging.start()
             try:
-                readings, warmup, cpu_start, cpu_end = await self._sample(streams, t0)
+                readings, warmup, cpu_start, cpu_end = await asyncio.to_thread(
+                    self._sample, streams, t0, stop
+                )
             finally:
-                pinging.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pinging
+                stop.set()
+                await asyncio.to_thread(pinging.join, params.CONNECT_TIMEOUT_S + 1)
             infos = [tcpinfo.read(s.sock) for s in streams if s.sock is not None]
         finally:
             for s in streams:
@@ -378,9 +417,11 @@ class HttpEngine:
         loaded = [rtt for at, rtt in pinger.rtts if at >= warm_at]
         return DirectionResult(result, cpu.cpu_percent(cpu_start, cpu_end), median(loaded), infos)
 
-    async def _sample(
-        self, streams: list[_Stream], t0: float
+    def _sample(
+        self, streams: list[_Stream], t0: float, stop: threading.Event
     ) -> tuple[list[throughput.Reading], throughput.Warmup, cpu.CpuMark, cpu.CpuMark]:
+        """The readings of one direction, one per sample interval (blocking: in a thread of its
+        own, which sleeps on ``stop`` between them and ends when it is set)."""
         opts = self.options
         interval = opts.sample_interval_ms / 1000
 
@@ -392,7 +433,8 @@ class HttpEngine:
         cpu_start = cpu.mark()
         tick = 1
         while True:
-            await asyncio.sleep(max(0.0, t0 + tick * interval - time.perf_counter()))
+            if stop.wait(max(0.0, t0 + tick * interval - time.perf_counter())):
+                raise BandwidthError(FailureKind.INTERNAL, "the test was stopped while sampling")
             tick += 1
             readings.append(throughput.Reading(time.perf_counter() - t0, total()))
             failed = next((s.error for s in streams if s.error is not None), None)

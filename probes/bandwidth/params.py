@@ -58,6 +58,8 @@ RECV_LOWAT_BYTES: Final = 64 * 1024
 #: Random payload both sides send with sendfile(2) from an in-memory file (memfd), bytes. Random,
 #: so no compressing middlebox can inflate the figure; repeated, so it costs nothing per byte.
 PAYLOAD_FILE_BYTES: Final = 8 * 1024 * 1024
+#: The probe makes its payload this much at a time (a divisor of the above), bytes.
+PAYLOAD_PIECE_BYTES: Final = 1024 * 1024
 #: Bytes one sendfile(2) call may move, bytes.
 SENDFILE_CHUNK_BYTES: Final = 4 * 1024 * 1024
 #: Content-Length the probe announces for an upload and asks for on a download: larger than any

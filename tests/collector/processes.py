@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -97,12 +98,14 @@ class ServerProcess:
 
 
 class AgentProcess:
-    """``hamletnet-probe run`` with a configuration written for the test."""
+    """``hamletnet-probe run`` with a configuration written for the test; ``prefix`` runs its
+    commands through a wrapper that execs them, e.g. ``ip netns exec NS`` for the lab."""
 
     #: Every agent started, so a fixture can make sure none outlives its test.
     started: ClassVar[list[AgentProcess]] = []
 
-    def __init__(self, workdir: Path, config: dict[str, Any]) -> None:
+    def __init__(self, workdir: Path, config: dict[str, Any], prefix: Sequence[str] = ()) -> None:
+        self.prefix = list(prefix)
         self.state_dir = Path(config["state_dir"])
         self.config = workdir / "probe.yaml"
         self.config.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -111,14 +114,16 @@ class AgentProcess:
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "collector.cli", "--config", str(self.config), *args],
+            [*self.prefix, sys.executable, "-m", "collector.cli", "--config", str(self.config),
+             *args],
             cwd=ROOT, env=_env(), capture_output=True, text=True, check=check, timeout=60,
         )  # fmt: skip
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "collector.cli", "--config", str(self.config), "run"],
+                [*self.prefix, sys.executable, "-m", "collector.cli", "--config",
+                 str(self.config), "run"],
                 cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         AgentProcess.started.append(self)
