@@ -17,7 +17,7 @@ Cheap per second too, so a slow line's test costs little more than iperf3's: wha
 clock whatever the rate (the TCP_INFO readings, the loaded-latency pings) runs in two plain
 threads that sleep between ticks, and the event loop sleeps through the transfer (each wake-up of
 the loop costs several times a thread's; ``bench/agent.py --lab``). The upload payload is made
-only for an upload, from a ChaCha20 keystream rather than ``os.urandom``.
+only for an upload.
 
 Around the transfers: a slot on the target (``slot.py``), idle latency (median of 5 TCP-connect
 RTTs) before, loaded latency (TCP-connect RTT every 200 ms, median, after the warm-up) during each
@@ -39,7 +39,6 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 import aiohttp
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from probes.bandwidth import cpu, params, slot, tcpinfo, throughput
@@ -267,19 +266,18 @@ def _idle_rtts_ms(address: Address, family: socket.AddressFamily) -> list[float 
 
 def _upload_payload() -> int:
     """An in-memory file (memfd) of ``PAYLOAD_FILE_BYTES`` random bytes for the upload streams
-    to ``sendfile`` from; the caller closes it.
+    to ``sendfile`` from; the caller closes it. Made a piece at a time, so no 8 MiB buffer is
+    ever built.
 
-    The bytes are a ChaCha20 keystream under a fresh random key: as incompressible as
-    ``os.urandom``'s (the kernel's getrandom is the same construction) for a third of its CPU
-    (8 MiB written: 16 ms against 47 ms on the bench machine), made a piece at a time so no
-    8 MiB buffer is ever built.
+    ``os.urandom``, not a faster keystream: a ChaCha20 keystream (cryptography) made the same
+    8 MiB in a third of the CPU, but the 10 Gb/s lab measured uploads 1.7 % below the ceiling
+    from it (9397 Mb/s, twice, against 9563 from ``os.urandom`` in the same lab: ``bench/
+    bandwidth.py --rates 10000``); the cause was not found, the cheaper payload was dropped.
     """
-    keystream = Cipher(algorithms.ChaCha20(os.urandom(32), os.urandom(16)), mode=None).encryptor()
-    zeros = bytes(params.PAYLOAD_PIECE_BYTES)
     fd = os.memfd_create("hamletnet-upload")
     try:
         for _ in range(params.PAYLOAD_FILE_BYTES // params.PAYLOAD_PIECE_BYTES):
-            piece = memoryview(keystream.update(zeros))
+            piece = memoryview(os.urandom(params.PAYLOAD_PIECE_BYTES))
             while piece:
                 piece = piece[os.write(fd, piece) :]
     except BaseException:
