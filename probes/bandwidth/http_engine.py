@@ -188,9 +188,15 @@ class _Stream:
         return info.bytes_received if self.direction == "download" else info.bytes_acked
 
     def stop(self) -> None:
+        """End the transfer: ``shutdown`` wakes the stream's thread. An upload's socket is also
+        set to abort when it is closed (``SO_LINGER`` 0: a reset, what it still holds never
+        sent), so no bytes outside the measured window cross the line after the test: a
+        metered line would pay for them, and no figure or data budget counts them."""
         self._stopping = True
         if self.sock is not None:
             try:
+                if self.direction == "upload":
+                    self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _ABORT_ON_CLOSE)
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
@@ -200,6 +206,10 @@ class _Stream:
             self._thread.join(timeout=params.IO_TIMEOUT_S + 1)
         if self.sock is not None:
             self.sock.close()
+
+
+#: ``struct linger`` {on, 0 s}: close() resets the connection and drops unsent data (socket(7)).
+_ABORT_ON_CLOSE = struct.pack("ii", 1, 0)
 
 
 def _read_reply_head(sock: socket.socket) -> None:
@@ -269,10 +279,12 @@ def _upload_payload() -> int:
     to ``sendfile`` from; the caller closes it. Made a piece at a time, so no 8 MiB buffer is
     ever built.
 
-    ``os.urandom``, not a faster keystream: a ChaCha20 keystream (cryptography) made the same
-    8 MiB in a third of the CPU, but the 10 Gb/s lab measured uploads 1.7 % below the ceiling
-    from it (9397 Mb/s, twice, against 9563 from ``os.urandom`` in the same lab: ``bench/
-    bandwidth.py --rates 10000``); the cause was not found, the cheaper payload was dropped.
+    ``os.urandom``, the payload the engine was measured with: a ChaCha20 keystream made the same
+    8 MiB in a third of the CPU, but two 10 Gb/s lab uploads from it measured 9397 Mb/s (1.7 %
+    under the ceiling) where ``os.urandom`` had given 9563. Later runs with ``os.urandom`` gave
+    9558 and 9406, and iperf3 also gave 9398 in some runs, so the lab itself varies. Whether the
+    keystream costs anything is not known, so the measured payload stays until more runs
+    decide it (``bench/bandwidth.py --rates 10000``).
     """
     fd = os.memfd_create("hamletnet-upload")
     try:

@@ -220,11 +220,10 @@ def test_a_metered_line_runs_what_its_budget_allows_then_skips(budget_lab: Budge
     # The heartbeat carries the month's usage (the latest one: after the test).
     assert beats[-1]["data_used_bytes"] == used
     assert beats[-1]["data_budget_bytes"] == budget
-    # Against the interface counters. The usage counts payload only (collector.budget: TCP/IP
-    # headers and ACKs, about 7 % here, are not counted), and on upload the engine's sockets
-    # still send what their buffers held after the measured window (measured here: tx about
-    # 1.5x the upload's counted volume, rx within headers of the download's), so with 2 s tests
-    # the usage reads about 0.77 of the counters. The band catches a usage of nothing, of a
-    # direction missed, or counted twice; see the report of issue 16 for the undercount.
-    assert moved * 0.65 <= used <= moved * 1.25, (used, moved)
+    # Against the interface counters: the usage counts payload only (collector.budget: TCP/IP
+    # headers and ACKs, about 6 % here, are not counted), so it is a little under them. The
+    # upload's sockets are reset when the measured window ends (the engine's ``SO_LINGER`` 0):
+    # before that, they went on sending what their buffers held, tx was about 1.5x the upload's
+    # counted volume and the usage read 0.76 of the counters; now about 0.94.
+    assert moved * 0.88 <= used <= moved, (used, moved)
     assert json.loads((state / "data_budget.json").read_text())["used_bytes"] == used
