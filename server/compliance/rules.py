@@ -538,14 +538,10 @@ def figures(values: Speeds, floors: Iterable[float] = ()) -> Figures:
     """n, mean, median, p5 and at-or-above counts of one direction's per-sample speeds.
 
     numpy sorts (stably, so equal values keep their order as ``sorted`` keeps it); the figures
-    themselves come from ``stats``' functions over the sorted list (``_sorted_figures``)."""
-    return _sorted_figures(np.sort(values, kind="stable").tolist(), floors)
-
-
-def _sorted_figures(ordered: list[float], floors: Iterable[float]) -> Figures:
-    """``figures`` of values already sorted: ``stats``' functions over them (sorting them again
-    there is one linear pass), so they are the very numbers ``stats.summarize`` gives; a count at
-    or above a floor is where the floor would go in the sorted list."""
+    themselves come from ``stats``' functions over the sorted list (sorting it again there is one
+    linear pass), so they are the very numbers ``stats.summarize`` gives; a count at or above a
+    floor is where the floor would go in the sorted list."""
+    ordered = np.sort(values, kind="stable").tolist()
     n = len(ordered)
     return Figures(
         n=n,
@@ -646,10 +642,9 @@ def lines_month_stats(lines: Sequence[LineColumns], window: Period) -> list[Line
     as ``valid_samples`` filters (a sample counted once, under its first reason).
 
     The lines' samples are read as one set of columns: each filter is one numpy operation over
-    all of them, counts per line are ``bincount``s by line, and each direction's speeds are
-    sorted once by (line, speed), so a set's figures for every line are slices of one sorted
-    list. A line's numbers do not depend on the other lines in the call (a test compares
-    them with the line alone)."""
+    all of them and counts per line are ``bincount``s by line; a line's figures over a set are
+    computed once per distinct set of its samples (``_BySpeed``). A line's numbers do not
+    depend on the other lines in the call (a test compares them with the line alone)."""
     if not lines:
         return []
     c = SampleColumns.concatenate([line.columns for line in lines])
@@ -741,7 +736,9 @@ class _BySpeed:
     samples of it (every port at 2.5 Gb/s, one access): the set's samples of the line are
     sorted then, and only then."""
 
-    def __init__(self, values: Speeds, sizes: Sequence[int], floors: Sequence[Iterable[float]]):
+    def __init__(
+        self, values: Speeds, sizes: Sequence[int], floors: Sequence[Iterable[float]]
+    ) -> None:
         self._values = values
         self._bounds = list(itertools.pairwise(np.cumsum([0, *sizes]).tolist()))
         self._floors = floors
