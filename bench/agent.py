@@ -205,16 +205,6 @@ def _next_bandwidth(state: Path, after: datetime) -> datetime | None:
     return at if at is not None and at > after else None
 
 
-def _wait_until(condition: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _sleep_until(at: datetime) -> None:
     time.sleep(max(0.0, (at - datetime.now(UTC)).total_seconds()))
 
@@ -259,11 +249,15 @@ def agent_tests(
     try:
         token = ingest.add_probe()
         register = ("register", "--server", ingest.url, "--token", token)
-        _wait_until(lambda: agent.cli(*register, check=False).returncode == 0, 30, "the server")
+        wait_until(
+            lambda: agent.cli(*register, check=False).returncode == 0, 30, "the server", step=0.05
+        )
         agent.start()
         assert agent.proc is not None
         pid = agent.proc.pid  # `ip netns exec` execs the agent: the same process
-        first = _wait_until(lambda: _next_bandwidth(state, datetime.now(UTC)), 30, "next_runs")
+        first = wait_until(
+            lambda: _next_bandwidth(state, datetime.now(UTC)), 30, "next_runs", step=0.05
+        )
         idle_s = min(duration + 8.0, (first - datetime.now(UTC)).total_seconds() - 4)
         time.sleep(2)  # the start-up heartbeat's upload is over
         cpu0, wall0 = agent_cpu_s(pid), time.perf_counter()
@@ -282,12 +276,14 @@ def agent_tests(
                 uploaded = status.get("upload", {}).get("acknowledged", 0) > acked
                 return bool(ran and datetime.fromisoformat(ran) > fires and uploaded)
 
-            _wait_until(done, gap_s, "the test and its upload")
+            wait_until(done, gap_s, "the test and its upload", step=0.05)
             wall = time.perf_counter() - wall0
             cpu = agent_cpu_s(pid) - cpu0 - idle_rate * wall
             payload = _last_result(ingest)
             measured.append(AgentTest(payload.get(f"{direction}_mbps"), cpu, wall))
-            fires = _wait_until(lambda f=fires: _next_bandwidth(state, f), 30, "next_runs")
+            fires = wait_until(
+                lambda f=fires: _next_bandwidth(state, f), 30, "next_runs", step=0.05
+            )
         return idle_rate, measured
     finally:
         if agent.alive():

@@ -11,9 +11,9 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
@@ -155,10 +155,17 @@ class AgentProcess:
         return int(pending), int(rejected)
 
 
-def wait_until(condition: Any, timeout: float, what: str, step: float = 0.1) -> None:
+T = TypeVar("T")
+
+
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, what: str, step: float = 0.1
+) -> T:
+    """What ``condition`` returns once it is truthy, polled every ``step`` s for ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if condition():
-            return
+        value = condition()
+        if value:
+            return value
         time.sleep(step)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")

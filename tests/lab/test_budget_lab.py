@@ -17,18 +17,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from collector.budget import month_bounds
 from probes.bandwidth.throughput import goodput_fraction
-from tests.collector.processes import ADMIN_TOKEN, AgentProcess, ServerProcess
+from tests.collector.processes import ADMIN_TOKEN, AgentProcess, ServerProcess, wait_until
 from tests.lab.netns import Host, Lab, lab_available, leftover_namespaces
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -45,18 +44,6 @@ DURATION_S = 2
 HORIZON_S = 300
 #: The lowest download and upload figure accepted, as a fraction of tbf's goodput.
 LOW_FRACTION = 0.9
-
-T = TypeVar("T")
-
-
-def wait_for(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 @dataclass
@@ -89,7 +76,7 @@ def budget_lab(tmp_path: Path) -> Iterator[BudgetLab]:
         lab.popen(server, PYTHON, "-m", "server.cli", "target", "--listen",
                   f"{SERVER_V4}:{PORT}", log=log)  # fmt: skip
         probe = f"exec 3<>/dev/tcp/{SERVER_V4}/{PORT}"
-        wait_for(
+        wait_until(
             lambda: lab.run(client, "bash", "-c", probe, check=False).returncode == 0,
             30, f"the target on {TARGET}",
         )  # fmt: skip
@@ -161,7 +148,7 @@ def test_a_metered_line_runs_what_its_budget_allows_then_skips(budget_lab: Budge
     try:
         token = ingest.add_probe()
         register = ("register", "--server", ingest.url, "--token", token)
-        wait_for(lambda: agent.cli(*register, check=False).returncode == 0, 30, "the server")
+        wait_until(lambda: agent.cli(*register, check=False).returncode == 0, 30, "the server")
         before = budget_lab.counters()
         agent.start()
 
@@ -172,12 +159,12 @@ def test_a_metered_line_runs_what_its_budget_allows_then_skips(budget_lab: Budge
             rows = bandwidth()
             return rows if any(r["status"] == "skipped" for r in rows) else None
 
-        rows = wait_for(first_skip, 75, "a skipped bandwidth test")
+        rows = wait_until(first_skip, 75, "a skipped bandwidth test")
         after = budget_lab.counters()
         skipped_at = next(
             datetime.fromisoformat(r["measured_at"]) for r in rows if r["status"] == "skipped"
         )
-        beats = wait_for(
+        beats = wait_until(
             lambda: [
                 r for r in ingest.stored()
                 if r.get("kind") == "heartbeat"
