@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 #: restart should not compete with the probes' catch-up uploads). hamletnet's choice.
 PUBLISH_EVERY = timedelta(hours=1)
 FIRST_PUBLISH_AFTER = timedelta(minutes=5)
+#: (first after, every) of the schedule in seconds, set before the app starts (tests shorten it).
+PUBLISH_SCHEDULE = web.AppKey("publish_schedule", tuple[float, float])
 
 
 def _this_and_last_month(now: datetime) -> Period:
@@ -55,7 +57,11 @@ async def publish_compliance(request: web.Request) -> web.Response:
 
 
 async def _schedule(app: web.Application) -> None:
-    await asyncio.sleep(FIRST_PUBLISH_AFTER.total_seconds())
+    """Publish this and last month now and then; a failed round is logged and the next one
+    runs as planned (a store that is down, or a bug in one month's data, never ends the
+    schedule)."""
+    first_after, every = app[PUBLISH_SCHEDULE]
+    await asyncio.sleep(first_after)
     while True:
         now = datetime.now(UTC)
         try:
@@ -63,7 +69,9 @@ async def _schedule(app: web.Application) -> None:
             log.info("published compliance rows: %s", months)
         except StorageUnavailable as exc:
             log.warning("could not publish compliance rows, will try again: %s", exc)
-        await asyncio.sleep(PUBLISH_EVERY.total_seconds())
+        except Exception:
+            log.exception("publishing compliance rows failed, will try again")
+        await asyncio.sleep(every)
 
 
 async def _schedule_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -78,6 +86,7 @@ async def _schedule_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def add_publish_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/admin/compliance/publish", publish_compliance)
+    app[PUBLISH_SCHEDULE] = (FIRST_PUBLISH_AFTER.total_seconds(), PUBLISH_EVERY.total_seconds())
     app.cleanup_ctx.append(_schedule_ctx)
 
 

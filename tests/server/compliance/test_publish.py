@@ -4,6 +4,7 @@ both stores; the pure conversion refuses anything but a month."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,11 +15,13 @@ import yaml
 from aiohttp.test_utils import TestClient
 
 from server.app import create_app
+from server.appkeys import STORE
 from server.cli import main
 from server.compliance.engine import ComplianceReport
 from server.compliance.publish import ComplianceRow, ComplianceStore, NotAMonth, report_rows
 from server.compliance.stats import parse_period
 from server.compliance_api import default_period
+from server.publish_api import PUBLISH_SCHEDULE, _this_and_last_month
 from server.storage.compliance_rows import FieldValue
 from server.storage.influx import InfluxStore
 from server.storage.sqlite import SqliteStore
@@ -124,3 +127,40 @@ async def test_publish_route_needs_the_admin_token_and_a_good_period(client: Tes
     assert resp.status == 400 and "2026-13" in (await resp.json())["detail"]
     resp = await client.post(url, params={"period": "2026-11"}, headers=auth(ADMIN_TOKEN))
     assert resp.status == 200 and set((await resp.json())["rows_by_month"]) == {"2026-11"}
+
+
+def test_the_schedule_covers_this_and_last_month_in_vietnam_time() -> None:
+    # 00:30 on 1 January in Hanoi is still 31 December in UTC: January has begun.
+    period = _this_and_last_month(datetime(2025, 12, 31, 17, 30, tzinfo=UTC))
+    assert period.label == "2025-12..2026-01"
+    assert [m.label for m in period.months()] == ["2025-12", "2026-01"]
+    assert _this_and_last_month(datetime(2026, 3, 15, tzinfo=UTC)).label == "2026-02..2026-03"
+
+
+async def test_the_schedule_publishes_what_the_api_reports(
+    aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server's own schedule (shortened from 5 min / 1 h to 0 / 0.3 s), not a call to
+    ``publish``: after seeding through the ingest API, its next round writes the rows whose
+    verdicts are the API's, and no round fails."""
+    app = create_app(seeded_settings(tmp_path))
+    app[PUBLISH_SCHEDULE] = (0.0, 0.3)
+    client = await aiohttp_client(GuardedTestServer(app))
+    month = default_period(datetime.now(UTC))
+    await seed(client, month)
+    report = await (await client.get("/api/v1/compliance", params={"period": month.label})).json()
+    by_indicator, _ = verdicts(report)
+    store = client.app[STORE]
+    assert isinstance(store, ComplianceStore)
+    shown: dict[tuple[str, str], Any] = {}
+    deadline = time.monotonic() + 30
+    while shown != by_indicator and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        shown = {
+            (r.tags["hamlet"], r.tags["indicator"]): r.fields["verdict"]
+            for r in await store.compliance_rows(month.start, month.end)
+            if r.tags["level"] == "hamlet"
+        }
+    assert shown == by_indicator
+    assert {k: shown[k] for k in dataset.EXPECTED} == dataset.EXPECTED
+    assert not [r for r in caplog.records if "failed" in r.getMessage()]
