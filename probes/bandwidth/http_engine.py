@@ -275,23 +275,13 @@ def _idle_rtts_ms(address: Address, family: socket.AddressFamily) -> list[float 
 
 
 def _upload_payload() -> int:
-    """An in-memory file (memfd) of ``PAYLOAD_FILE_BYTES`` random bytes for the upload streams
-    to ``sendfile`` from; the caller closes it. Made a piece at a time, so no 8 MiB buffer is
-    ever built.
-
-    ``os.urandom``, the payload the engine was measured with: a ChaCha20 keystream made the same
-    8 MiB in a third of the CPU, but two 10 Gb/s lab uploads from it measured 9397 Mb/s (1.7 %
-    under the ceiling) where ``os.urandom`` had given 9563. Later runs with ``os.urandom`` gave
-    9558 and 9406, and iperf3 also gave 9398 in some runs, so the lab itself varies. Whether the
-    keystream costs anything is not known, so the measured payload stays until more runs
-    decide it (``bench/bandwidth.py --rates 10000``).
-    """
+    """An in-memory file (memfd) of ``UPLOAD_PAYLOAD_BYTES`` random bytes for the upload streams
+    to ``sendfile`` from; the caller closes it."""
     fd = os.memfd_create("hamletnet-upload")
     try:
-        for _ in range(params.PAYLOAD_FILE_BYTES // params.PAYLOAD_PIECE_BYTES):
-            piece = memoryview(os.urandom(params.PAYLOAD_PIECE_BYTES))
-            while piece:
-                piece = piece[os.write(fd, piece) :]
+        payload = memoryview(os.urandom(params.UPLOAD_PAYLOAD_BYTES))
+        while payload:
+            payload = payload[os.write(fd, payload) :]
     except BaseException:
         os.close(fd)
         raise
@@ -384,7 +374,7 @@ class HttpEngine:
                 f"Content-Length: {params.ENDLESS_BYTES}\r\n",
             )  # fmt: skip
         streams = [
-            _Stream(address, family, direction, payload_fd, params.PAYLOAD_FILE_BYTES)
+            _Stream(address, family, direction, payload_fd, params.UPLOAD_PAYLOAD_BYTES)
             for _ in range(opts.streams)
         ]
         stop = threading.Event()  # ends the sampling and the pinging threads

@@ -57,9 +57,13 @@ RECV_BUFFER_BYTES: Final = 1024 * 1024
 RECV_LOWAT_BYTES: Final = 64 * 1024
 #: Random payload both sides send with sendfile(2) from an in-memory file (memfd), bytes. Random,
 #: so no compressing middlebox can inflate the figure; repeated, so it costs nothing per byte.
+#: The target makes its file once, at start-up.
 PAYLOAD_FILE_BYTES: Final = 8 * 1024 * 1024
-#: The probe makes its payload this much at a time (a divisor of the above), bytes.
-PAYLOAD_PIECE_BYTES: Final = 1024 * 1024
+#: The probe's upload file, made for each upload test: its random bytes are the one cost of the
+#: payload that a test pays whatever the rate (``os.urandom``, about 5 ms of CPU per MiB here), so
+#: it is small, as ndt7's 1 MiB upload message is. A file shorter than what the socket holds in
+#: flight is fine: sendfile(2) lends the same pages to the send queue as often as needed, bytes.
+UPLOAD_PAYLOAD_BYTES: Final = 1024 * 1024
 #: Bytes one sendfile(2) call may move, bytes.
 SENDFILE_CHUNK_BYTES: Final = 4 * 1024 * 1024
 #: Content-Length the probe announces for an upload and asks for on a download: larger than any
