@@ -89,8 +89,12 @@ async def _post(client: TestClient, probe: dict[str, Any], items: list[dict[str,
 
 
 def _write_alert(influxd: Influxd, database: str, at: datetime) -> None:
-    """The ``alerts`` measurement is the alerts work's; until it lands, one point written
-    directly, in the shape the annotation query reads (build.alerts_annotation)."""
+    """A hand-written point standing for what the alert service writes to the ``alerts``
+    measurement (server/alerts/message.py ``annotation``), at a time of our choosing: the
+    service stamps its points with the time the alert changes phase (now), and the hamlet
+    board's window here is last month. test_alerts_annotation_influx.py fires real alerts
+    through the server and holds this point to their shape (tag keys, field keys and types);
+    its words are made up, not the service's."""
     line = (
         f"alerts,hamlet={DETAIL},probe=p,rule=gigabit-mean,state=firing"
         f' title="Tốc độ thấp",text="Trung bình 905 Mb/s < 941" {int(at.timestamp())}'
