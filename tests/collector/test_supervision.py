@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from collector.agent import Agent
+from collector.config import ProbeConfig
 from collector.spool import AsyncSpool
 from probes.models import ResultBase
 from tests.collector.inprocess import (
@@ -47,32 +51,55 @@ class FaultySpool(AsyncSpool):
         return await super().ack(result_ids, now=now)
 
 
-async def _run_until_delivered(
-    tmp_path: Path, aiohttp_server: Server, ingest: IngestStandIn, spool: AsyncSpool
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Running:
+    agent: Agent
+    task: asyncio.Task[None]
+    stop_event: asyncio.Event
+
+    async def stop(self) -> None:
+        """Ask the agent to stop and wait until its run has ended."""
+        self.stop_event.set()
+        await self.task
+
+
+@asynccontextmanager
+async def running_agent(
+    aiohttp_server: Server, ingest: IngestStandIn, config: ProbeConfig, spool: AsyncSpool
+) -> AsyncIterator[Running]:
+    """An agent running against ``ingest`` with ``spool`` open; on leaving, the agent is
+    stopped (if the body did not) and the spool closed."""
     server = await aiohttp_server(ingest.app())
-    config = probe_config(tmp_path / "state")
     await spool.open()
-    stop = asyncio.Event()
     try:
         async with aiohttp.ClientSession() as http:
             agent = make_agent(config, str(server.make_url("")), spool, http)
-            running = asyncio.create_task(agent.run(stop))
+            stop = asyncio.Event()
+            run = Running(agent, asyncio.create_task(agent.run(stop)), stop)
             try:
-                await wait_for(
-                    lambda: len(ingest.received) >= 8 or running.done(), 20,
-                    "eight results at the server",
-                )  # fmt: skip
+                yield run
             finally:
-                stop.set()
-                await running
+                await run.stop()
+    finally:
+        await spool.close()
+
+
+async def _run_until_delivered(
+    tmp_path: Path, aiohttp_server: Server, ingest: IngestStandIn, spool: AsyncSpool
+) -> dict[str, Any]:
+    config = probe_config(tmp_path / "state")
+    async with running_agent(aiohttp_server, ingest, config, spool) as run:
+        await wait_for(
+            lambda: len(ingest.received) >= 8 or run.task.done(), 20,
+            "eight results at the server",
+        )  # fmt: skip
+        await run.stop()
+        agent = run.agent
         assert agent.state.results_kept >= 8
         # Nothing lost: every result the agent kept reached the server, and none is waiting.
         assert (await spool.stats()).depth == 0
         assert len(ingest.received) == agent.state.results_kept
         return read_status(config)
-    finally:
-        await spool.close()
 
 
 async def test_a_reply_that_is_not_utf8_does_not_end_the_uploads(
@@ -142,21 +169,13 @@ async def test_a_result_being_spooled_at_shutdown_is_counted_and_delivered(
     cancel cannot stop) must not leave a result delivered that the agent never counted: every
     result the server received is one the status reports as kept."""
     ingest = IngestStandIn()
-    server = await aiohttp_server(ingest.app())
     config = probe_config(tmp_path / "state")
     spool = SlowAddSpool(config.state_dir / "spool.sqlite3", nth=3, delay_s=0.5)
-    await spool.open()
-    stop = asyncio.Event()
-    try:
-        async with aiohttp.ClientSession() as http:
-            agent = make_agent(config, str(server.make_url("")), spool, http)
-            running = asyncio.create_task(agent.run(stop))
-            await wait_for(spool.committing.is_set, 20, "the third result being committed")
-            stop.set()
-            await running
+    async with running_agent(aiohttp_server, ingest, config, spool) as run:
+        await wait_for(spool.committing.is_set, 20, "the third result being committed")
+        await run.stop()
+        agent = run.agent
         stats = await spool.stats()
-    finally:
-        await spool.close()
     assert spool.adds >= 3
     assert len(ingest.received) + stats.depth == agent.state.results_kept
     assert read_status(config)["results_kept"] == agent.state.results_kept
