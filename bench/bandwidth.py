@@ -18,9 +18,10 @@ IP and TCP headers with timestamps): 9564 Mb/s at 10 Gbit/s, 2391 at 2.5 Gbit/s.
 
 The goal (issue 16 item 4): within 1 % of the ceiling (and of iperf3) at every rate in both
 directions, and CPU per GB no higher than iperf3's. ``--rates 2500,10000`` gives the rows of the
-multi-gigabit lab. "busy" is the whole machine's CPU use while each tool ran (0-1 of all cores):
-at 1.00 the lab itself, both ends and the shaped veth on these cores, had no CPU to spare, and
-a figure short of the ceiling says as much about the machine as about the tool. Prints figures;
+multi-gigabit lab. "busy+steal" is the whole machine's CPU use while each tool ran, and the
+time a hypervisor took the virtual CPUs away (0-1 of all cores): with busy near 1, or steal
+well above 0, the lab itself (both ends and the shaped veth on these cores) was short of CPU,
+and a figure short of the ceiling says as much about the machine as about the tool. Prints figures;
 asserts nothing. Needs root (network namespaces, tc).
 """
 
@@ -54,9 +55,10 @@ class Figure:
     mbps: float | None
     transfer_cpu_s_per_gb: float | None
     process_cpu_s_per_gb: float | None
-    #: The whole machine's CPU use over the run, 0-1 of all cores (/proc/stat): near 1, the
-    #: lab itself (veth, tbf, both ends on these cores) ran out of CPU, whatever the tool.
-    machine_busy: float | None = None
+    #: The whole machine's CPU use and the share stolen by the hypervisor over the run, 0-1 of
+    #: all cores (/proc/stat): near 1 busy, or a large steal, the lab itself (veth, tbf, both
+    #: ends on these cores) was short of CPU, whatever the tool.
+    machine: tuple[float, float] | None = None
 
 
 def children_cpu_s() -> float:
@@ -71,22 +73,25 @@ def per_gb(cpu_percent: float | None, mbps: float | None) -> float | None:
     return cpu_percent / 100 / (mbps / 8 / 1000)
 
 
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) clock ticks of all CPUs since boot; idle and iowait are not busy."""
+def machine_ticks() -> tuple[int, int, int]:
+    """(busy, stolen, total) clock ticks of all CPUs since boot. Idle and iowait are not busy;
+    steal is time the hypervisor gave this virtual machine's CPUs to someone else."""
     fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest is in user)
-    return total - fields[3] - fields[4], total
+    return total - fields[3] - fields[4] - fields[7], fields[7], total
 
 
 def run_timed(
     lab: Lab, host: Host, argv: list[str], timeout: float
-) -> tuple[str, float, float | None]:
-    """The command's stdout, its CPU-seconds and the machine's busy share while it ran."""
-    before, (busy0, total0) = children_cpu_s(), machine_ticks()
+) -> tuple[str, float, tuple[float, float] | None]:
+    """The command's stdout, its CPU-seconds, and the machine's busy and stolen shares of all
+    CPUs while it ran."""
+    before, (busy0, stolen0, total0) = children_cpu_s(), machine_ticks()
     out = lab.run(host, *argv, check=False, timeout=timeout)
-    busy1, total1 = machine_ticks()
-    busy = (busy1 - busy0) / (total1 - total0) if total1 > total0 else None
-    return out.stdout, children_cpu_s() - before, busy
+    busy1, stolen1, total1 = machine_ticks()
+    ticks = total1 - total0
+    shares = ((busy1 - busy0) / ticks, (stolen1 - stolen0) / ticks) if ticks > 0 else None
+    return out.stdout, children_cpu_s() - before, shares
 
 
 def ours(lab: Lab, client: Host, direction: str, duration: int, engine: str) -> Figure:
@@ -94,7 +99,7 @@ def ours(lab: Lab, client: Host, direction: str, duration: int, engine: str) -> 
             "--target", f"http://{SERVER}:{TARGET_PORT}", "--option", f"direction={direction}",
             "--option", f"duration_s={duration}", "--json",
             *(["--option", "slot=false"] if engine == "http" else [])]  # fmt: skip
-    stdout, cpu_s, busy = run_timed(lab, client, argv, timeout=duration * 4 + 60)
+    stdout, cpu_s, machine = run_timed(lab, client, argv, timeout=duration * 4 + 60)
     result: dict[str, Any] = json.loads(stdout)
     if result["status"] != "ok":
         print(f"  {engine} {direction}: {result['error']}", file=sys.stderr)
@@ -105,14 +110,14 @@ def ours(lab: Lab, client: Host, direction: str, duration: int, engine: str) -> 
         moved = sum(samples) * result["sample_interval_ms"] / 1000 * 1e6 / 8
     else:
         moved = result[f"{direction}_bytes"]
-    return Figure(mbps, per_gb(result["cpu_percent"], mbps), cpu_s / (moved / 1e9), busy)
+    return Figure(mbps, per_gb(result["cpu_percent"], mbps), cpu_s / (moved / 1e9), machine)
 
 
 def iperf3(lab: Lab, client: Host, direction: str, duration: int) -> Figure:
     argv = ["iperf3", "-c", SERVER, "-p", str(IPERF_PORT), "-P", str(STREAMS), "-t",
             str(duration), "-O", "1", "-i", "0.1", "-J",
             *(["-R"] if direction == "download" else [])]  # fmt: skip
-    stdout, cpu_s, busy = run_timed(lab, client, argv, timeout=duration + 30)
+    stdout, cpu_s, machine = run_timed(lab, client, argv, timeout=duration + 30)
     doc = json.loads(stdout)
     if doc.get("error"):
         print(f"  iperf3 {direction}: {doc['error']}", file=sys.stderr)
@@ -121,11 +126,15 @@ def iperf3(lab: Lab, client: Host, direction: str, duration: int) -> Figure:
     mbps = end["sum_received"]["bits_per_second"] / 1e6
     moved = sum(i["sum"]["bytes"] for i in doc["intervals"])
     return Figure(mbps, per_gb(end["cpu_utilization_percent"]["host_total"], mbps),
-                  cpu_s / (moved / 1e9), busy)  # fmt: skip
+                  cpu_s / (moved / 1e9), machine)  # fmt: skip
 
 
 def fmt(value: float | None, spec: str) -> str:
     return format(value, spec) if value is not None else "—"
+
+
+def shares(machine: tuple[float, float] | None) -> str:
+    return f"{machine[0]:.2f}+{machine[1]:.2f}" if machine else "—"
 
 
 def main() -> int:
@@ -160,7 +169,7 @@ def main() -> int:
             f"{'rate':>6} {'dir':<8} {'ours':>8} {'speedtest':>9} {'iperf3':>8} "
             f"{'ours/iperf3':>11} {'ours/ceil':>9} {'iperf3/ceil':>11}"
             f"  {'CPU ours':>11} {'CPU speedtest':>13} {'CPU iperf3':>11}"
-            f"  {'busy ours/iperf3':>16}"
+            f"  {'busy+steal ours':>15} {'iperf3':>9}"
         )
         print(head)
         for rate in rates:
@@ -188,7 +197,7 @@ def main() -> int:
                     f" {fmt(i.mbps, '8.2f')} {fmt(ratio, '11.4f')}"
                     f" {fmt(ours_ceiling, '9.4f')} {fmt(iperf3_ceiling, '11.4f')}"
                     f"  {cpus[0]:>11} {cpus[1]:>13} {cpus[2]:>11}"
-                    f"  {fmt(o.machine_busy, '7.2f')}/{fmt(i.machine_busy, '<8.2f')}",
+                    f"  {shares(o.machine):>15} {shares(i.machine):>9}",
                     flush=True,
                 )
     return 0
