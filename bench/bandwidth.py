@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -145,6 +146,9 @@ def main() -> int:
     parser.add_argument(
         "--burst-ms", type=float, help="tbf bucket as this many ms at the rate (default: the lab's)"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of every row, then a summary per row"
+    )
     args = parser.parse_args()
     why = lab_available()
     if why:
@@ -172,7 +176,8 @@ def main() -> int:
             f"  {'busy+steal ours':>15} {'iperf3':>9}"
         )
         print(head)
-        for rate in rates:
+        to_ceiling: dict[tuple[int, str], list[tuple[float | None, float | None]]] = {}
+        for rate in [rate for rate in rates for _ in range(args.repeat)]:
             burst_kb = int(rate * 1e3 / 8 * args.burst_ms / 1024) if args.burst_ms else None
             lab.shape(server, if_server, rate, burst_kb=burst_kb)
             lab.shape(client, if_client, rate, burst_kb=burst_kb)
@@ -188,6 +193,7 @@ def main() -> int:
                 ceiling = rate * PAYLOAD_PER_FRAME
                 ours_ceiling = o.mbps / ceiling if o.mbps else None
                 iperf3_ceiling = i.mbps / ceiling if i.mbps else None
+                to_ceiling.setdefault((rate, direction), []).append((ours_ceiling, iperf3_ceiling))
                 cpus = [
                     f"{fmt(f.transfer_cpu_s_per_gb, '.3f')}/{fmt(f.process_cpu_s_per_gb, '.2f')}"
                     for f in (o, s, i)
@@ -200,7 +206,28 @@ def main() -> int:
                     f"  {shares(o.machine):>15} {shares(i.machine):>9}",
                     flush=True,
                 )
+    if args.repeat > 1:
+        summarize(to_ceiling)
     return 0
+
+
+def summarize(to_ceiling: dict[tuple[int, str], list[tuple[float | None, float | None]]]) -> None:
+    """Per row: each tool's figure/ceiling over the runs (min, median, max), and in how many
+    runs it was within 1 % of the ceiling (the goal of issue 16 item 4)."""
+    print("# over the runs: figure/ceiling min median max; runs within 1 % of the ceiling")
+    for (rate, direction), runs in to_ceiling.items():
+        cells = []
+        for tool, values in (("ours", [o for o, _ in runs]), ("iperf3", [i for _, i in runs])):
+            got = sorted(v for v in values if v is not None)
+            if not got:
+                cells.append(f"{tool} —")
+                continue
+            within = sum(abs(v - 1) <= 0.01 for v in got)
+            cells.append(
+                f"{tool} {got[0]:.4f} {statistics.median(got):.4f} {got[-1]:.4f}"
+                f" ({within} of {len(values)})"
+            )
+        print(f"{rate:>6} {direction:<8} " + "   ".join(cells))
 
 
 if __name__ == "__main__":
