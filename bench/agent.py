@@ -56,7 +56,6 @@ from collector.spool import Spool  # noqa: E402
 from probes.models import LatencyResult, ResultBase  # noqa: E402
 from probes.signing import new_private_key, public_key_text, sign  # noqa: E402
 from tests.collector.processes import (  # noqa: E402
-    ADMIN_TOKEN,
     AgentProcess,
     ServerProcess,
     wait_until,
@@ -225,10 +224,8 @@ def agent_tests(
     gap_s = duration + 25  # one test (warm-up <= 4 s, the 5 s quiet-line window) and the idle
     work.mkdir(parents=True)
     ingest = ServerProcess(work)  # its files; started below in the client namespace
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMLETNET_")}
-    env |= {"PYTHONPATH": str(ROOT), "HAMLETNET_ADMIN_TOKEN": ADMIN_TOKEN}
-    server = lab.popen(client, sys.executable, "-m", "server.cli", "run", "--config",
-                       str(ingest.config), log=work / "ingest.log", env=env)  # fmt: skip
+    argv, env = ingest.command()
+    server = lab.popen(client, *argv, log=work / "ingest.log", env=env)
     agent = AgentProcess(
         work,
         {

@@ -53,13 +53,17 @@ class ServerProcess:
         self.log = workdir / "server.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        """The argv and environment of this server, also for starting it in a lab namespace."""
+        argv = [sys.executable, "-m", "server.cli", "run", "--config", str(self.config)]
+        return argv, _env() | {"HAMLETNET_ADMIN_TOKEN": ADMIN_TOKEN}
+
     def start(self) -> None:
-        env = _env() | {"HAMLETNET_ADMIN_TOKEN": ADMIN_TOKEN}
+        argv, env = self.command()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "server.cli", "run", "--config", str(self.config)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+                argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             try:

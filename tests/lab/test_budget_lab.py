@@ -13,7 +13,6 @@ test. Ground truth: tbf's rate for the measured figure, and the client interface
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,7 @@ import pytest
 
 from collector.budget import month_bounds
 from probes.bandwidth.throughput import goodput_fraction
-from tests.collector.processes import ADMIN_TOKEN, AgentProcess, ServerProcess, wait_until
+from tests.collector.processes import AgentProcess, ServerProcess, wait_until
 from tests.lab.netns import Host, Lab, lab_available, leftover_namespaces
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -120,10 +119,8 @@ def test_a_metered_line_runs_what_its_budget_allows_then_skips(budget_lab: Budge
     lab, work = budget_lab.lab, budget_lab.work
     state = work / "state"
     ingest = ServerProcess(work)  # its files; started in the client namespace below
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HAMLETNET_")}
-    env |= {"PYTHONPATH": str(ROOT), "HAMLETNET_ADMIN_TOKEN": ADMIN_TOKEN}
-    server = lab.popen(budget_lab.client, PYTHON, "-m", "server.cli", "run", "--config",
-                       str(ingest.config), log=work / "ingest.log", env=env)  # fmt: skip
+    argv, env = ingest.command()
+    server = lab.popen(budget_lab.client, *argv, log=work / "ingest.log", env=env)
     agent = AgentProcess(
         work,
         {
